@@ -1,0 +1,24 @@
+# DeSy developer commands. `make demo` shows DeSy working; `make test` runs the test suite.
+SHELL := /bin/bash
+UV ?= uv
+PCAP ?=
+IFACE ?=
+
+.PHONY: setup repro test bench mlflow-ui demo serve clean
+
+setup:  ## install uv if missing, the locked environment with every extra, and NSL-KDD
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-extras
+	$(UV) run dvc pull --quiet || { $(UV) run python -c "from pipelines.dataset import DATA_HELP; print(DATA_HELP.format(dir='data/nsl-kdd'))"; exit 1; }
+
+repro: setup  ## run the training pipeline (validate, prepare, train, evaluate, register)
+	$(UV) run dvc repro
+
+test: setup  ## the whole test suite
+	$(UV) run pytest
+
+mlflow-ui:  ## browse runs and registered models at http://127.0.0.1:5000
+	$(UV) run mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:  ## remove pipeline outputs (not the MLflow store)
+	rm -rf artifacts reports

@@ -1,0 +1,85 @@
+"""Turning class probabilities into verdicts, and running the ONNX export of the model.
+
+Shared by the pipeline (evaluation, ONNX parity) and the model server, so both decide the same
+way. Needs numpy; onnxruntime only for OnnxModel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from desy import schema
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Per-record decisions: attack flag, attack probability, category name."""
+
+    is_attack: np.ndarray
+    attack_probability: np.ndarray
+    category: np.ndarray
+
+
+def decide(probabilities: np.ndarray, classes: Sequence[str], threshold: float) -> Verdicts:
+    """Verdicts from per-category probabilities.
+
+    attack probability = 1 - P(normal); a record is an attack when that reaches the threshold,
+    and its category is then the most probable attack category.
+    """
+    classes = list(classes)
+    normal = classes.index("normal")
+    attack_probability = 1.0 - probabilities[:, normal]
+    is_attack = attack_probability >= threshold
+    attack_scores = probabilities.copy()
+    attack_scores[:, normal] = -1.0
+    best_attack = np.asarray(classes, dtype=object)[attack_scores.argmax(axis=1)]
+    category = np.where(is_attack, best_attack, "normal")
+    return Verdicts(is_attack=is_attack, attack_probability=attack_probability, category=category)
+
+
+def onnx_feeds(columns: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
+    """ONNX inputs (one [N, 1] tensor per feature) from column-oriented feature values."""
+    feeds = {}
+    for name in schema.FEATURE_NAMES:
+        values = columns[name]
+        if name in schema.CATEGORICAL:
+            feeds[name] = np.asarray(values, dtype=object).astype(str).reshape(-1, 1)
+        else:
+            feeds[name] = np.asarray(values, dtype=np.float32).reshape(-1, 1)
+    return feeds
+
+
+class OnnxModel:
+    """The exported pipeline under ONNX Runtime, with the threshold it was trained with."""
+
+    def __init__(self, onnx_path: Path, meta: Mapping[str, Any], threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.classes: list[str] = list(meta["classes"])
+        self.threshold = float(meta["threshold"])
+        self._proba_output = self.session.get_outputs()[1].name
+
+    @classmethod
+    def from_dir(cls, directory: Path, meta_file: str, onnx_file: str, threads: int = 1) -> OnnxModel:
+        """Load model.onnx and its metadata JSON from one directory."""
+        meta = json.loads((directory / meta_file).read_text())
+        return cls(directory / onnx_file, meta, threads)
+
+    def predict_proba(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """Class probabilities, columns in self.classes order."""
+        (proba,) = self.session.run([self._proba_output], onnx_feeds(columns))
+        return np.asarray(proba, dtype=np.float64)
+
+    def classify(self, columns: Mapping[str, Sequence[Any]]) -> Verdicts:
+        """Verdicts for column-oriented records."""
+        return decide(self.predict_proba(columns), self.classes, self.threshold)

@@ -1,0 +1,153 @@
+"""Stage 4: report the model on KDDTest+ and KDDTest-21 (never used for tuning).
+
+Writes reports/metrics.json, DVC plot data under reports/plots/ and PNG figures under
+reports/figures/ (also logged to MLflow by the register stage).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from desy import schema  # noqa: E402
+from desy.inference import Verdicts, decide  # noqa: E402
+from pipelines import config  # noqa: E402
+from pipelines.prepare import load  # noqa: E402
+from pipelines.train import load_model  # noqa: E402
+
+log = logging.getLogger("desy.evaluate")
+
+
+def verdicts(pipeline: Pipeline, meta: dict[str, Any], frame: pd.DataFrame) -> Verdicts:
+    """The model's decisions on a prepared table."""
+    proba = pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)])
+    return decide(proba, meta["classes"], meta["threshold"])
+
+
+def score(frame: pd.DataFrame, result: Verdicts) -> dict[str, Any]:
+    """Binary attack-vs-normal metrics, ROC-AUC and per-category recall.
+
+    recall_by_category: for attack categories the share of records flagged as attacks (whatever
+    category was guessed); for normal the share left unflagged.
+    """
+    truth = frame["is_attack"].to_numpy()
+    flagged = result.is_attack.astype(int)
+    by_category = {}
+    for category in schema.CATEGORIES:
+        mask = (frame["category"] == category).to_numpy()
+        if mask.any():
+            hits = flagged[mask] == (0 if category == "normal" else 1)
+            by_category[category] = round(float(hits.mean()), 6)
+    return {
+        "rows": int(len(frame)),
+        "accuracy": round(float(skm.accuracy_score(truth, flagged)), 6),
+        "precision": round(float(skm.precision_score(truth, flagged, zero_division=0)), 6),
+        "recall": round(float(skm.recall_score(truth, flagged, zero_division=0)), 6),
+        "f1": round(float(skm.f1_score(truth, flagged, zero_division=0)), 6),
+        "roc_auc": round(float(skm.roc_auc_score(truth, result.attack_probability)), 6),
+        "false_alarm_rate": round(float(flagged[truth == 0].mean()), 6),
+        "category_accuracy": round(float((result.category == frame["category"].to_numpy()).mean()), 6),
+        "recall_by_category": by_category,
+    }
+
+
+def evaluate(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, Verdicts]]:
+    """Metrics at the chosen threshold, plus accuracy at 0.5 to show what the threshold buys."""
+    metrics: dict[str, Any] = {}
+    results: dict[str, Verdicts] = {}
+    for name, frame in tables.items():
+        results[name] = verdicts(pipeline, meta, frame)
+        metrics[name] = score(frame, results[name])
+        default = verdicts(pipeline, meta | {"threshold": 0.5}, frame)
+        metrics[name]["at_threshold_0_5"] = {
+            key: score(frame, default)[key] for key in ("accuracy", "recall", "false_alarm_rate")
+        }
+        log.info("%s: accuracy %.4f f1 %.4f (at 0.5: accuracy %.4f)", name, metrics[name]["accuracy"],
+                 metrics[name]["f1"], metrics[name]["at_threshold_0_5"]["accuracy"])
+    metrics["threshold"] = meta["threshold"]
+    return metrics, results
+
+
+def write_plots(pipeline: Pipeline, tables: dict[str, pd.DataFrame], results: dict[str, Verdicts], plots: Path, figures: Path) -> None:
+    """Confusion matrices, ROC curves and feature importances as DVC data and PNGs."""
+    plots.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        result = results[name]
+        pd.DataFrame({"actual": frame["category"], "predicted": result.category}).to_csv(plots / f"confusion_{name}.csv", index=False)
+        fpr, tpr, _ = skm.roc_curve(frame["is_attack"], result.attack_probability)
+        pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6).to_csv(plots / f"roc_{name}.csv", index=False)
+        _confusion_png(frame["category"], result.category, figures / f"confusion_{name}.png", name)
+        _roc_png(fpr, tpr, figures / f"roc_{name}.png", name)
+    importances = _importances(pipeline)
+    importances.to_csv(plots / "importances.csv", index=False)
+    _importances_png(importances, figures / "importances.png")
+
+
+def _importances(pipeline: Pipeline) -> pd.DataFrame:
+    """Forest importances summed back onto the 41 input features."""
+    names = pipeline.named_steps["encode"].get_feature_names_out()
+    raw = pipeline.named_steps["forest"].feature_importances_
+    totals = dict.fromkeys(schema.FEATURE_NAMES, 0.0)
+    for encoded, value in zip(names, raw):
+        column = encoded.split("__", 1)[1]
+        feature = next(f for f in schema.CATEGORICAL_FEATURES if column.startswith(f + "_")) if encoded.startswith("categorical__") else column
+        totals[feature] += float(value)
+    frame = pd.DataFrame({"feature": list(totals), "importance": list(totals.values())})
+    return frame.sort_values("importance", ascending=False).round(6).reset_index(drop=True)
+
+
+def _confusion_png(actual: pd.Series, predicted: np.ndarray, path: Path, title: str) -> None:
+    matrix = skm.confusion_matrix(actual, predicted, labels=list(schema.CATEGORIES))
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    skm.ConfusionMatrixDisplay(matrix, display_labels=list(schema.CATEGORIES)).plot(ax=ax, colorbar=False, values_format="d")
+    ax.set_title(f"Confusion matrix, {title}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _roc_png(fpr: np.ndarray, tpr: np.ndarray, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot(fpr, tpr, label=f"AUC {skm.auc(fpr, tpr):.3f}")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(xlabel="false-alarm rate", ylabel="detection rate", title=f"ROC, {title}")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _importances_png(importances: pd.DataFrame, path: Path) -> None:
+    top = importances.head(20).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.barh(top["feature"], top["importance"])
+    ax.set(xlabel="importance (mean decrease in impurity)", title="Top 20 features")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    config.setup_logging()
+    pipeline, meta = load_model()
+    tables = {name: load(name) for name in config.TEST_SETS}
+    metrics, results = evaluate(pipeline, meta, tables)
+    config.METRICS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    config.METRICS_FILE.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_plots(pipeline, tables, results, config.PLOTS, config.FIGURES)
+
+
+if __name__ == "__main__":
+    main()
