@@ -53,8 +53,8 @@ def choose_threshold(normal_scores: np.ndarray, budget: float) -> float:
     distinct = np.unique(scores)
     top = max((distinct[-1] + 1.0) / 2, np.nextafter(distinct[-1], np.inf))
     above = np.append((distinct[:-1] + distinct[1:]) / 2, top)
-    false_alarms = 1.0 - np.searchsorted(scores, distinct, side="right") / len(scores)
-    allowed = np.flatnonzero(false_alarms <= budget)
+    false_alarms = len(scores) - np.searchsorted(scores, distinct, side="right")
+    allowed = np.flatnonzero(false_alarms <= np.floor(budget * len(scores) + 1e-9))
     return float(above[allowed[0]])
 
 

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real NSL-KDD files and a small model trained on the 20 % subset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "nsl-kdd"
+SHARED = ROOT.parent / "shared"
+PCAPS = SHARED / "pcaps"
+
+SMALL_TRAIN_PARAMS = {
+    "n_estimators": 30,
+    "max_depth": None,
+    "min_samples_leaf": 1,
+    "max_features": "sqrt",
+    "class_weight": "balanced_subsample",
+    "seed": 7,
+    "false_alarm_budget": 0.01,
+}
+
+
+@pytest.fixture(scope="session")
+def small_tables():
+    """Prepared tables from KDDTrain+_20Percent (train/validation) and the two test sets."""
+    from pipelines.dataset import read_raw
+    from pipelines.prepare import labelled, split_train
+
+    train, validation = split_train(labelled(read_raw(DATA / "KDDTrain+_20Percent.txt")), 0.2, 7)
+    return {
+        "train": train,
+        "validation": validation,
+        "kddtest_plus": labelled(read_raw(DATA / "KDDTest+.txt")),
+        "kddtest_21": labelled(read_raw(DATA / "KDDTest-21.txt")),
+    }
+
+
+@pytest.fixture(scope="session")
+def small_model(small_tables, tmp_path_factory):
+    """(pipeline, meta, model_dir) of a 30-tree forest trained on the 20 % subset, saved with its ONNX export."""
+    from pipelines.train import save, train
+
+    pipeline, meta = train(small_tables["train"], small_tables["validation"], SMALL_TRAIN_PARAMS)
+    model_dir = tmp_path_factory.mktemp("model")
+    save(pipeline, meta, model_dir)
+    return pipeline, meta, model_dir

@@ -1,0 +1,82 @@
+"""Training logic, threshold choice, evaluation metrics and ONNX/sklearn parity on a small model."""
+
+import numpy as np
+import pytest
+
+from desy import schema
+from desy.inference import OnnxModel, decide
+from desy.registry import META_FILE, ONNX_FILE
+from pipelines.evaluate import evaluate
+from pipelines.model import choose_threshold
+from pipelines.register import ParityError, check_parity
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.01, 0.05, 0.5])
+def test_threshold_respects_the_budget_and_is_lowest(budget):
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.beta(0.5, 8, size=5000), 2)
+    threshold = choose_threshold(scores, budget)
+    assert (scores >= threshold).mean() <= budget
+    lower = np.unique(scores[scores < threshold])
+    if len(lower):
+        assert (scores >= lower[-1]).mean() > budget
+    assert not np.isin(threshold, scores)
+
+
+def test_decide_uses_one_minus_p_normal():
+    proba = np.array([[0.1, 0.8, 0.1, 0.0, 0.0], [0.0, 0.95, 0.0, 0.05, 0.0], [0.0, 0.2, 0.7, 0.1, 0.0]])
+    result = decide(proba, ["dos", "normal", "probe", "r2l", "u2r"], 0.1)
+    assert result.is_attack.tolist() == [True, False, True]
+    assert result.category.tolist() == ["dos", "normal", "probe"]
+    assert np.allclose(result.attack_probability, [0.2, 0.05, 0.8])
+
+
+def test_small_model_meets_its_own_budget(small_model):
+    pipeline, meta, _ = small_model
+    assert meta["classes"] == sorted(schema.CATEGORIES)
+    assert meta["validation"]["false_alarm_rate"] <= meta["false_alarm_budget"]
+    assert meta["validation"]["detection_rate"] > 0.95
+
+
+def test_evaluate_reports_every_metric(small_model, small_tables):
+    pipeline, meta, _ = small_model
+    tables = {k: small_tables[k] for k in ("kddtest_plus", "kddtest_21")}
+    metrics, _ = evaluate(pipeline, meta, tables)
+    for name in tables:
+        for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+            assert 0.0 <= metrics[name][key] <= 1.0
+        assert set(metrics[name]["recall_by_category"]) == set(schema.CATEGORIES)
+    # even a 30-tree model on 20 % of the data clears the classic-learner bar with this threshold
+    assert metrics["kddtest_plus"]["accuracy"] > 0.80
+
+
+def test_onnx_matches_sklearn_on_all_of_kddtest_plus(small_model, small_tables):
+    pipeline, meta, model_dir = small_model
+    assert check_parity(pipeline, meta, model_dir, small_tables["kddtest_plus"]) == 22544
+
+
+def test_onnx_encodes_unknown_categories_like_sklearn(small_model, small_tables):
+    pipeline, meta, model_dir = small_model
+    frame = small_tables["kddtest_plus"].head(50).copy()
+    frame.loc[frame.index[:10], "service"] = "never_seen"
+    frame.loc[frame.index[10:20], "flag"] = "ZZ"
+    frame.loc[frame.index[20:30], "protocol_type"] = "sctp"
+    features = frame[list(schema.FEATURE_NAMES)]
+    onnx = OnnxModel.from_dir(model_dir, META_FILE, ONNX_FILE).predict_proba({c: features[c].to_numpy() for c in features})
+    assert np.allclose(onnx, pipeline.predict_proba(features), atol=1e-5)
+
+
+def test_parity_check_fails_on_a_different_model(small_model, small_tables):
+    pipeline, meta, model_dir = small_model
+    with pytest.raises(ParityError):
+        check_parity(_Shifted(pipeline), meta, model_dir, small_tables["kddtest_plus"])
+
+
+class _Shifted:
+    """A stand-in pipeline whose probabilities differ from the exported one (swaps two classes)."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    def predict_proba(self, features):
+        return self.pipeline.predict_proba(features)[:, [1, 0, 2, 3, 4]]
