@@ -17,6 +17,10 @@ repro: setup  ## run the training pipeline (validate, prepare, train, evaluate, 
 test: setup  ## the whole test suite
 	$(UV) run pytest
 
+demo: setup  ## train if there is no champion yet, then show what the model does
+	$(UV) run dvc repro
+	$(UV) run dvc metrics show
+
 mlflow-ui:  ## browse runs and registered models at http://127.0.0.1:5000
 	$(UV) run mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
