@@ -9,7 +9,7 @@ IFACE ?=
 setup:  ## install uv if missing, the locked environment with every extra, and NSL-KDD
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras
-	$(UV) run dvc pull --quiet || { $(UV) run python -c "from pipelines.dataset import DATA_HELP; print(DATA_HELP.format(dir='data/nsl-kdd'))"; exit 1; }
+	$(UV) run dvc pull --quiet data.dvc || { $(UV) run python -c "from pipelines.dataset import DATA_HELP; print(DATA_HELP.format(dir='data/nsl-kdd'))"; exit 1; }
 
 repro: setup  ## run the training pipeline (validate, prepare, train, evaluate, register)
 	$(UV) run dvc repro
