@@ -1,0 +1,154 @@
+"""One connection's state: endpoints, byte counts, TCP history and the Zeek/Bro `flag`."""
+
+from __future__ import annotations
+
+from capture_agent.content import CONTENT_CAP, CONTENT_PORTS
+from capture_agent.decode import ACK, FIN, RST, SYN, TCP, URG, Packet
+
+# TCP history bits
+O_SYN, R_SYNACK, O_FIN, R_FIN, O_RST, R_RST, O_SYNACK_FIRST = 1, 2, 4, 8, 16, 32, 64
+
+#: Flags whose connections count as "SYN errors" and "REJ errors" in the window rates.
+#: From KDDTrain+: among records alone in their window (count == 1), serror_rate is 1 exactly for
+#: S0, S1, S2, S3, SH and rerror_rate exactly for REJ, RSTO, RSTR, RSTOS0. RSTRH and SHR never
+#: occur in the data; they are the responder-side twins of RSTOS0 and SH.
+SERROR_FLAGS = frozenset({"S0", "S1", "S2", "S3", "SH", "SHR"})
+RERROR_FLAGS = frozenset({"REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"})
+
+
+class Connection:
+    """A TCP connection, a UDP conversation or one ICMP message (or fragmented datagram)."""
+
+    __slots__ = (
+        "key", "orig", "resp", "orig_port", "resp_port", "proto", "version", "start", "last",
+        "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts", "history", "urgent", "wrong_fragment",
+        "icmp_type", "icmp_code", "orig_max_seq", "resp_max_seq", "dialect", "orig_data", "resp_data",
+        "closed", "flag",
+    )
+
+    def __init__(self, key: tuple, pkt: Packet, flipped: bool = False) -> None:
+        self.key = key
+        if flipped:
+            self.orig, self.resp, self.orig_port, self.resp_port = pkt.dst, pkt.src, pkt.dport, pkt.sport
+        else:
+            self.orig, self.resp, self.orig_port, self.resp_port = pkt.src, pkt.dst, pkt.sport, pkt.dport
+        self.proto, self.version = pkt.proto, pkt.version
+        self.start = self.last = pkt.ts
+        self.orig_bytes = self.resp_bytes = self.orig_pkts = self.resp_pkts = 0
+        self.history = self.urgent = self.wrong_fragment = 0
+        self.icmp_type, self.icmp_code = pkt.icmp_type, pkt.icmp_code
+        self.orig_max_seq = self.resp_max_seq = None
+        self.dialect = CONTENT_PORTS.get(self.resp_port) if self.proto == TCP else None
+        self.orig_data: list[bytes] | None = [] if self.dialect else None
+        self.resp_data: list[bytes] | None = [] if self.dialect else None
+        self.closed = False
+        self.flag = ""
+
+    def add(self, pkt: Packet, from_orig: bool) -> None:
+        """Account one packet sent by the originator (from_orig) or the responder."""
+        self.last = pkt.ts
+        if self.proto == TCP:
+            new_bytes = self._tcp(pkt, from_orig)
+        else:
+            new_bytes = len(pkt.payload)
+        if from_orig:
+            self.orig_pkts += 1
+            self.orig_bytes += new_bytes
+        else:
+            self.resp_pkts += 1
+            self.resp_bytes += new_bytes
+        if new_bytes and self.orig_data is not None:
+            self._keep(pkt.payload[-new_bytes:], from_orig)
+
+    def _tcp(self, pkt: Packet, from_orig: bool) -> int:
+        flags = pkt.flags
+        if flags & URG:
+            self.urgent += 1
+        if from_orig:
+            if flags & SYN and not flags & ACK:
+                self.history |= O_SYN
+            if flags & FIN:
+                self.history |= O_FIN
+            if flags & RST and not self.history & (O_RST | R_RST):
+                self.history |= O_RST
+        else:
+            if flags & SYN:
+                self.history |= R_SYNACK
+            if flags & FIN:
+                self.history |= R_FIN
+            if flags & RST and not self.history & (O_RST | R_RST):
+                self.history |= R_RST
+        return self._new_payload(pkt, from_orig)
+
+    def _new_payload(self, pkt: Packet, from_orig: bool) -> int:
+        """Payload bytes beyond the highest sequence number seen that way (retransmissions count once)."""
+        size = len(pkt.payload)
+        seq = (pkt.seq + (1 if pkt.flags & SYN else 0)) & 0xFFFFFFFF
+        top = self.orig_max_seq if from_orig else self.resp_max_seq
+        end = (seq + size) & 0xFFFFFFFF
+        if top is None:
+            fresh = size
+            top = end
+        else:
+            advance = (end - top) & 0xFFFFFFFF
+            if advance and advance < 0x80000000:
+                fresh = min(advance, size)
+                top = end
+            else:
+                fresh = 0
+        if from_orig:
+            self.orig_max_seq = top
+        else:
+            self.resp_max_seq = top
+        return fresh
+
+    def _keep(self, data: bytes, from_orig: bool) -> None:
+        buffer = self.orig_data if from_orig else self.resp_data
+        kept = sum(map(len, buffer))
+        if kept < CONTENT_CAP:
+            buffer.append(bytes(data[: CONTENT_CAP - kept]))
+
+    @property
+    def established(self) -> bool:
+        """Both the originator's SYN and the responder's SYN-ACK were seen."""
+        return self.history & (O_SYN | R_SYNACK) == (O_SYN | R_SYNACK)
+
+    @property
+    def finished(self) -> bool:
+        """Closed by FINs from both sides or by a reset (TCP only)."""
+        h = self.history
+        return bool(h & (O_RST | R_RST)) or h & (O_FIN | R_FIN) == (O_FIN | R_FIN)
+
+    def compute_flag(self) -> str:
+        """The Bro/Zeek connection state used as NSL-KDD's `flag`."""
+        if self.proto != TCP:
+            return "SF"
+        h = self.history
+        o_syn, r_synack = h & O_SYN, h & R_SYNACK
+        o_fin, r_fin, o_rst, r_rst = h & O_FIN, h & R_FIN, h & O_RST, h & R_RST
+        if o_syn and r_synack:
+            if o_rst:
+                return "RSTO"
+            if r_rst:
+                return "RSTR"
+            if o_fin and r_fin:
+                return "SF"
+            if o_fin:
+                return "S2"
+            if r_fin:
+                return "S3"
+            return "S1"
+        if o_syn:
+            if o_rst:
+                return "RSTOS0"
+            if r_rst:
+                return "REJ"
+            if o_fin:
+                return "SH"
+            return "S0"
+        if r_synack:
+            if r_rst:
+                return "RSTRH"
+            if r_fin:
+                return "SHR"
+        return "OTH"

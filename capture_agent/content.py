@@ -1,0 +1,109 @@
+"""Content features (NSL-KDD 10–22) from the cleartext payload of a TCP connection.
+
+The agent keeps the first CONTENT_CAP bytes each way of connections to FTP, telnet, rlogin/rsh,
+SMTP, POP3, IMAP and HTTP, and derives at the end (rules in docs/features.md):
+hot, num_failed_logins, logged_in, num_compromised, root_shell, su_attempted, num_root,
+num_file_creations, num_shells, num_access_files, num_outbound_cmds (always 0, as in NSL-KDD),
+is_host_login, is_guest_login. Other services get 0, except logged_in (see below).
+"""
+
+from __future__ import annotations
+
+import re
+
+CONTENT_CAP = 32 * 1024
+#: Responder ports whose payload is inspected, and the dialect spoken there.
+CONTENT_PORTS: dict[int, str] = {
+    21: "ftp", 23: "telnet", 25: "smtp", 80: "http", 110: "pop", 143: "imap",
+    512: "rsh", 513: "rlogin", 514: "rsh", 8001: "http", 2784: "http",
+}
+CONTENT_FEATURES = (
+    "hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell", "su_attempted",
+    "num_root", "num_file_creations", "num_shells", "num_access_files", "num_outbound_cmds",
+    "is_host_login", "is_guest_login",
+)
+_GUEST_USERS = {"anonymous", "ftp", "guest"}
+
+_FAILED = {
+    "ftp": re.compile(rb"^530[ -]", re.M),
+    "telnet": re.compile(rb"login incorrect|authentication failure|incorrect password", re.I),
+    "rlogin": re.compile(rb"login incorrect|permission denied", re.I),
+    "rsh": re.compile(rb"permission denied", re.I),
+    "pop": re.compile(rb"^-ERR", re.M),
+    "imap": re.compile(rb"^\S+ NO ", re.M),
+    "smtp": re.compile(rb"^535[ -]", re.M),
+    "http": re.compile(rb"^HTTP/1\.[01] 401", re.M),
+}
+_LOGGED_IN = {
+    "ftp": re.compile(rb"^230[ -]", re.M),
+    "telnet": re.compile(rb"last login|[$#%>] ?$", re.I | re.M),
+    "rlogin": re.compile(rb"last login|[$#%>] ?$", re.I | re.M),
+    "pop": re.compile(rb"^\+OK.*(logged in|authenticated|maildrop|mailbox)", re.I | re.M),
+    "imap": re.compile(rb"^\S+ OK .*(login|authenticat)", re.I | re.M),
+    "smtp": re.compile(rb"^250[ -]", re.M),
+    "http": re.compile(rb"^HTTP/1\.[01] [23]\d\d", re.M),
+}
+_USER = {
+    "ftp": re.compile(rb"^USER\s+(\S+)", re.I | re.M),
+    "pop": re.compile(rb"^USER\s+(\S+)", re.I | re.M),
+    "imap": re.compile(rb"^\S+\s+LOGIN\s+\"?([^\s\"]+)", re.I | re.M),
+    "telnet": re.compile(rb"login:\s*(\S+)", re.I),
+}
+_HOT = re.compile(
+    rb"/etc/passwd|/etc/shadow|\.rhosts|/bin/sh|/bin/bash|/bin/csh|cgi-bin|\.\./|/dev/|chmod |chown |"
+    rb"gcc |\bcc |\bmake\b|wget |\bnc |\bexec |\beval\b|\bperl |\bpython |\bsu\b|^RETR |^STOR |^SITE ",
+    re.M,
+)
+_COMPROMISED = re.compile(rb"permission denied|operation not permitted|not owner|segmentation fault|core dumped", re.I)
+_ROOT_PROMPT = re.compile(rb"(?:^|\n)[^\n]{0,40}# ?$|uid=0\(root\)", re.M)
+_SU = re.compile(rb"(?:^|[\n;|&])\s*su(?:\s+-)?(?:\s+root)?\s*(?:\r?\n|$)", re.M)
+_FILE_CREATIONS = re.compile(rb"\btouch |\bmkdir |\bcp |\bmv |\bvi |\bcat >|\becho [^\n]*>|^STOR |^MKD |^STOU ", re.M)
+_SHELLS = re.compile(rb"/bin/sh|/bin/bash|/bin/csh|/bin/ksh|\bsh -i\b|\bexec sh\b", re.M)
+_ACCESS_FILES = re.compile(rb"/etc/passwd|/etc/shadow|/etc/hosts\.equiv|\.rhosts|\.netrc|authorized_keys", re.M)
+_COMMAND_LINE = re.compile(rb"[^\r\n]+\r?\n")
+
+
+def content_features(dialect: str | None, orig: bytes, resp: bytes, established: bool) -> dict[str, int]:
+    """The 13 content features of one TCP connection from its captured payload.
+
+    dialect None (a service without a login dialogue): only logged_in can be set, to 1 when the
+    connection was established and both sides sent payload, which is how NSL-KDD marks them
+    (logged_in is 1 for 92-100 % of normal SF http, smtp, domain, telnet, ftp records).
+    """
+    out = dict.fromkeys(CONTENT_FEATURES, 0)
+    if dialect is None:
+        out["logged_in"] = int(established and bool(orig) and bool(resp))
+        return out
+    text = orig + b"\n" + resp
+    failed = _FAILED.get(dialect)
+    out["num_failed_logins"] = min(len(failed.findall(resp)), 5) if failed else 0
+    login = _LOGGED_IN.get(dialect)
+    if dialect in ("telnet", "rlogin"):
+        out["logged_in"] = int(bool(login.search(resp)) and not (out["num_failed_logins"] and not _after_failure(login, failed, resp)))
+    elif dialect == "rsh":
+        out["logged_in"] = int(established and bool(resp) and not out["num_failed_logins"])
+    elif login:
+        out["logged_in"] = int(bool(login.search(resp)))
+    out["hot"] = len(_HOT.findall(text))
+    out["num_compromised"] = len(_COMPROMISED.findall(resp))
+    root = _ROOT_PROMPT.search(resp) if dialect in ("telnet", "rlogin", "rsh") else None
+    out["root_shell"] = int(root is not None)
+    out["su_attempted"] = int(bool(_SU.search(orig))) if dialect in ("telnet", "rlogin", "rsh") else 0
+    if root is not None:
+        out["num_root"] = len(_COMMAND_LINE.findall(orig))
+    out["num_file_creations"] = len(_FILE_CREATIONS.findall(orig))
+    out["num_shells"] = len(_SHELLS.findall(orig))
+    out["num_access_files"] = len(_ACCESS_FILES.findall(orig))
+    user = _USER.get(dialect)
+    if user:
+        names = {m.group(1).lower().strip(b"\r") for m in user.finditer(orig if dialect != "telnet" else text)}
+        out["is_guest_login"] = int(any(n.decode("latin-1") in _GUEST_USERS for n in names) and bool(out["logged_in"]))
+    if dialect == "rlogin":
+        out["is_host_login"] = int(out["logged_in"] and b"root" in orig[:256])
+    return out
+
+
+def _after_failure(login: re.Pattern, failed: re.Pattern, resp: bytes) -> bool:
+    """Whether a successful login sign comes after the last failure message."""
+    last_failure = max(m.end() for m in failed.finditer(resp))
+    return login.search(resp, last_failure) is not None

@@ -1,0 +1,191 @@
+"""The connection table: packets in, finished connections out.
+
+Connections end when TCP closes (both FINs or a reset), when they go idle past their timeout,
+when the table is full (the least recently active half-open attempt is evicted first, then the
+least recently active connection; each eviction is counted and the connection still emitted),
+or at the end of input. ICMP messages are connections of one packet, as in NSL-KDD.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from capture_agent.connection import Connection
+from capture_agent.decode import ACK, ICMP, ICMPV6, SYN, TCP, UDP, Packet
+from capture_agent.fragments import FragmentTracker
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Idle timeouts in seconds (trace time)."""
+
+    tcp_attempt: float = 5.0  # SYN with no SYN-ACK yet (S0 candidates)
+    tcp_established: float = 120.0  # established or midstream TCP
+    tcp_closed: float = 2.0  # how long a closed connection absorbs trailing ACKs/retransmissions
+    udp: float = 30.0
+    icmp_fragments: float = 30.0  # an ICMP datagram still being fragmented
+    sweep_interval: float = 1.0
+
+
+class ConnectionTable:
+    """Tracks live connections and yields them when they end."""
+
+    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144) -> None:
+        self.timeouts = timeouts
+        self.max_connections = max_connections
+        self.attempts: OrderedDict[tuple, Connection] = OrderedDict()
+        self.active: OrderedDict[tuple, Connection] = OrderedDict()
+        self.udp: OrderedDict[tuple, Connection] = OrderedDict()
+        self.closed: OrderedDict[tuple, Connection] = OrderedDict()
+        self.fragments = FragmentTracker(timeouts.icmp_fragments)
+        self.evicted = 0
+        self.next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self.attempts) + len(self.active) + len(self.udp)
+
+    def add(self, pkt: Packet) -> Iterator[Connection]:
+        """Account one packet; yields connections that ended because of it or of time passing."""
+        if pkt.ts >= self.next_sweep:
+            yield from self.expire(pkt.ts)
+            self.next_sweep = pkt.ts + self.timeouts.sweep_interval
+        faults, conn_key = 0, None
+        if pkt.is_fragment:
+            datagram, faults = self.fragments.add(pkt)
+            if pkt.frag_offset:  # no transport header: belongs to the first fragment's connection
+                conn_key = datagram.conn_key
+                if conn_key is None:
+                    conn_key = datagram.conn_key = self._key(pkt)
+            else:
+                conn_key = datagram.conn_key = self._key(pkt)
+        proto = pkt.proto
+        if proto == TCP and pkt.frag_offset:
+            self._tcp_fragment(pkt, faults, conn_key)
+        elif proto == TCP:
+            yield from self._tcp(pkt, faults)
+        elif proto in (ICMP, ICMPV6) and not pkt.is_fragment:
+            conn = Connection((pkt.src, pkt.dst, proto), pkt)
+            conn.add(pkt, True)
+            yield conn
+        else:
+            yield from self._datagram(pkt, faults, conn_key)
+        if len(self) > self.max_connections:
+            yield self._evict()
+
+    def _key(self, pkt: Packet) -> tuple:
+        if pkt.proto in (ICMP, ICMPV6):
+            return (pkt.src, pkt.dst, pkt.proto, pkt.ip_id)
+        return (pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.proto)
+
+    def _tcp(self, pkt: Packet, faults: int) -> Iterator[Connection]:
+        key = (pkt.src, pkt.sport, pkt.dst, pkt.dport, TCP)
+        rkey = (pkt.dst, pkt.dport, pkt.src, pkt.sport, TCP)
+        conn, from_orig, table = self._find(key, rkey, self.attempts, self.active)
+        if conn is None:
+            closed = self.closed.get(key) or self.closed.get(rkey)
+            if closed is not None and not (pkt.flags & SYN and not pkt.flags & ACK):
+                closed.last = pkt.ts  # a trailing ACK or retransmission of a finished connection
+                self.closed.move_to_end(closed.key)
+                return
+            if closed is not None:
+                self.closed.pop(closed.key, None)
+            flipped = pkt.flags & (SYN | ACK) == (SYN | ACK)
+            conn = Connection(rkey if flipped else key, pkt, flipped)
+            from_orig = not flipped
+            table = self.attempts if pkt.flags & SYN and not flipped else self.active
+            table[conn.key] = conn
+        else:
+            table.move_to_end(conn.key)
+        was_established = conn.established
+        conn.add(pkt, from_orig)
+        conn.wrong_fragment += faults
+        if conn.finished:
+            del table[conn.key]
+            conn.closed = True
+            self.closed[conn.key] = conn
+            if len(self.closed) > self.max_connections:
+                self.closed.popitem(last=False)
+            yield conn
+        elif table is self.attempts and conn.established and not was_established:
+            del self.attempts[conn.key]
+            self.active[conn.key] = conn
+
+    def _tcp_fragment(self, pkt: Packet, faults: int, conn_key: tuple) -> None:
+        """A later fragment of a TCP segment: bytes and faults go to the first fragment's connection."""
+        conn = self.attempts.get(conn_key) or self.active.get(conn_key)
+        if conn is None:
+            return
+        conn.wrong_fragment += faults
+        conn.last = pkt.ts
+        if conn.key[0] == pkt.src:
+            conn.orig_bytes += len(pkt.payload)
+        else:
+            conn.resp_bytes += len(pkt.payload)
+
+    def _datagram(self, pkt: Packet, faults: int, conn_key: tuple | None) -> Iterator[Connection]:
+        if conn_key is None:
+            conn_key = self._key(pkt)
+        rkey = (conn_key[2], conn_key[3], conn_key[0], conn_key[1], conn_key[4]) if len(conn_key) == 5 else conn_key
+        conn, from_orig, _ = self._find(conn_key, rkey, self.udp)
+        if conn is None:
+            conn = Connection(conn_key, pkt)
+            from_orig = True
+            self.udp[conn_key] = conn
+        else:
+            self.udp.move_to_end(conn.key)
+        conn.add(pkt, from_orig)
+        conn.wrong_fragment += faults
+        if pkt.proto in (ICMP, ICMPV6):
+            if pkt.icmp_type >= 0:
+                conn.icmp_type, conn.icmp_code = pkt.icmp_type, pkt.icmp_code
+            if not pkt.more_fragments:  # the datagram's last fragment ends the ICMP message
+                del self.udp[conn.key]
+                yield conn
+        return
+
+    @staticmethod
+    def _find(key: tuple, rkey: tuple, *tables: OrderedDict) -> tuple[Connection | None, bool, OrderedDict | None]:
+        for table in tables:
+            conn = table.get(key)
+            if conn is not None:
+                return conn, conn.key == key, table
+            conn = table.get(rkey)
+            if conn is not None:
+                return conn, conn.key == key, table
+        return None, True, None
+
+    def expire(self, now: float) -> Iterator[Connection]:
+        """Yield connections idle past their timeout; forget closed ones past the linger."""
+        t = self.timeouts
+        for table, timeout in ((self.attempts, t.tcp_attempt), (self.active, t.tcp_established), (self.udp, t.udp)):
+            while table:
+                conn = next(iter(table.values()))
+                if now - conn.last <= timeout:
+                    break
+                del table[conn.key]
+                yield conn
+        while self.closed:
+            conn = next(iter(self.closed.values()))
+            if now - conn.last <= t.tcp_closed:
+                break
+            del self.closed[conn.key]
+        self.fragments.expire(now)
+
+    def _evict(self) -> Connection:
+        self.evicted += 1
+        for table in (self.attempts, self.udp, self.active):
+            if table:
+                _, conn = table.popitem(last=False)
+                return conn
+        raise RuntimeError("connection table over capacity but empty")
+
+    def flush(self) -> Iterator[Connection]:
+        """Yield every connection still open, oldest first (end of a pcap, shutdown)."""
+        remaining = [*self.attempts.values(), *self.active.values(), *self.udp.values()]
+        self.attempts.clear()
+        self.active.clear()
+        self.udp.clear()
+        self.closed.clear()
+        yield from sorted(remaining, key=lambda c: c.start)
