@@ -51,6 +51,10 @@ class Extractor:
         counters.connections_evicted = self.table.evicted
         return records
 
+    def tick(self, now: float) -> list[dict[str, Any]]:
+        """Records of connections idle past their timeout at time now (for a quiet live link)."""
+        return [self._record(conn) for conn in self.table.expire(now)]
+
     def finish(self) -> list[dict[str, Any]]:
         """Records of every connection still open (end of input or shutdown)."""
         return [self._record(conn) for conn in self.table.flush()]

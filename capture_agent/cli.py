@@ -1,0 +1,149 @@
+"""`desy-agent`: extract NSL-KDD features from captures, or run the agent against a server."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from capture_agent.extractor import Extractor
+from capture_agent.features import ENDPOINT_FIELDS
+from capture_agent.pcap import CaptureFileError, frames
+from capture_agent.table import Timeouts
+from desy.schema import FEATURE_NAMES
+
+app = typer.Typer(help="DeSy capture agent: live traffic or pcaps → 41 NSL-KDD features → verdicts.", no_args_is_help=True)
+
+CSV_FIELDS = (*FEATURE_NAMES, *ENDPOINT_FIELDS)
+
+TcpAttempt = Annotated[float, typer.Option(help="Seconds a SYN waits for a SYN-ACK before the connection ends as S0.")]
+TcpIdle = Annotated[float, typer.Option(help="Idle seconds before an open TCP connection is emitted.")]
+UdpIdle = Annotated[float, typer.Option(help="Idle seconds that end a UDP conversation.")]
+MaxConnections = Annotated[int, typer.Option(help="Connection table size; beyond it the oldest are evicted (and emitted).")]
+
+
+class Progress:
+    """A progress line on stderr every `interval` seconds."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self.started = self.last = time.monotonic()
+
+    def update(self, packets: int, connections: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - self.last >= self.interval:
+            self.last = now
+            rate = packets / max(now - self.started, 1e-9)
+            typer.echo(f"{packets:,} packets ({rate:,.0f}/s), {connections:,} connections", err=True)
+
+
+@app.command()
+def extract(
+    pcap: Annotated[Path, typer.Argument(help="pcap or pcapng file.", exists=True, dir_okay=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="CSV file (default: standard output).")] = None,
+    tcp_attempt_timeout: TcpAttempt = Timeouts.tcp_attempt,
+    tcp_idle_timeout: TcpIdle = Timeouts.tcp_established,
+    udp_timeout: UdpIdle = Timeouts.udp,
+    max_connections: MaxConnections = 262_144,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")] = False,
+) -> None:
+    """One CSV row per connection: the 41 features in dataset order, then the endpoints and times."""
+    extractor = Extractor(Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), max_connections)
+    progress = Progress()
+    handle = out.open("w", newline="") if out else sys.stdout
+    writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    counters = extractor.counters
+    try:
+        for index, (frame, linktype, ts) in enumerate(frames(pcap)):
+            records = extractor.feed(frame, linktype, ts)
+            if records:
+                writer.writerows(records)
+            if not quiet and not index & 0xFFF:
+                progress.update(counters.packets_seen, counters.connections_emitted)
+        writer.writerows(extractor.finish())
+    except CaptureFileError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        if out:
+            handle.close()
+    if not quiet:
+        progress.update(counters.packets_seen, counters.connections_emitted, final=True)
+        typer.echo(_summary_text({k: v for k, v in vars(counters).items() if k != "malformed_reasons"}), err=True)
+
+
+@app.command()
+def run(
+    server: Annotated[str, typer.Option(help="Model server base URL, e.g. http://127.0.0.1:3000.")],
+    iface: Annotated[Optional[str], typer.Option(help="Capture live from this interface.")] = None,
+    pcap: Annotated[Optional[Path], typer.Option(help="Replay this pcap/pcapng file.", exists=True, dir_okay=False)] = None,
+    token: Annotated[Optional[str], typer.Option(envvar="DESY_API_TOKEN", help="Bearer token for the server.")] = None,
+    log_dir: Annotated[Path, typer.Option(help="Where traffic.txt, capture.pcap, flows.jsonl and the spool go.")] = Path("logs"),
+    bpf: Annotated[Optional[str], typer.Option(help="BPF filter for live capture.")] = None,
+    promisc: Annotated[bool, typer.Option(help="Put the interface in promiscuous mode.")] = False,
+    agent_id: Annotated[Optional[str], typer.Option(help="Name of this agent in flow records (default: host name).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Flows per request at most.")] = 256,
+    batch_interval: Annotated[float, typer.Option(help="Seconds a flow waits for its batch to fill at most.")] = 1.0,
+    spool_mb: Annotated[int, typer.Option(help="Disk spool limit for unsent batches, MiB.")] = 256,
+    pcap_rotate_mb: Annotated[int, typer.Option(help="Rotate capture.pcap at this size, MiB.")] = 100,
+    drain_timeout: Annotated[float, typer.Option(help="Seconds to keep retrying the server at exit.")] = 10.0,
+    tcp_attempt_timeout: TcpAttempt = Timeouts.tcp_attempt,
+    tcp_idle_timeout: TcpIdle = Timeouts.tcp_established,
+    udp_timeout: UdpIdle = Timeouts.udp,
+    max_connections: MaxConnections = 262_144,
+) -> None:
+    """Capture, classify every connection through the server and log it locally."""
+    from capture_agent.agent import Agent, RunConfig
+
+    if (iface is None) == (pcap is None):
+        typer.echo("error: give exactly one of --iface or --pcap", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    config = RunConfig(
+        log_dir=log_dir, agent_id=agent_id or socket.gethostname(), server=server, token=token,
+        batch_size=batch_size, batch_interval=batch_interval, spool_max_bytes=spool_mb * 2**20,
+        pcap_max_bytes=pcap_rotate_mb * 2**20, drain_timeout=drain_timeout,
+    )
+    extractor = Extractor(Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), max_connections)
+    agent = Agent(config, extractor, live=iface is not None)
+    capture = None
+    if iface is not None:
+        from capture_agent.live import LiveCapture
+
+        try:
+            capture = LiveCapture(iface, bpf, promisc)
+        except (OSError, Exception) as err:  # scapy raises its own exception types for a bad filter
+            typer.echo(f"error: cannot capture on {iface}: {err}", err=True)
+            raise typer.Exit(2) from None
+        source = capture.frames(lambda: not agent.stopping.is_set())
+    else:
+        source = frames(pcap)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: agent.stop())
+    try:
+        counters = agent.run(source)
+    finally:
+        if capture is not None:
+            capture.close()
+    counters["packets_kernel_dropped"] = capture.kernel_dropped if capture else 0
+    typer.echo(_summary_text(counters), err=True)
+    (log_dir / "summary.json").write_text(json.dumps(counters, indent=2) + "\n")
+    if counters["flows_lost"]:
+        typer.echo(f"warning: {counters['flows_lost']} flows lost because the spool limit ({spool_mb} MiB) was hit", err=True)
+
+
+def _summary_text(counters: dict) -> str:
+    return "summary: " + ", ".join(f"{key}={value}" for key, value in counters.items())
+
+
+if __name__ == "__main__":
+    app()
