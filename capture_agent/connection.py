@@ -22,8 +22,8 @@ class Connection:
     __slots__ = (
         "key", "orig", "resp", "orig_port", "resp_port", "proto", "version", "start", "last",
         "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts", "history", "urgent", "wrong_fragment",
-        "icmp_type", "icmp_code", "orig_max_seq", "resp_max_seq", "dialect", "orig_data", "resp_data",
-        "closed", "flag",
+        "icmp_type", "icmp_code", "seq_base", "seq_top", "dialect", "orig_data", "resp_data",
+        "flag",
     )
 
     def __init__(self, key: tuple, pkt: Packet, flipped: bool = False) -> None:
@@ -37,11 +37,11 @@ class Connection:
         self.orig_bytes = self.resp_bytes = self.orig_pkts = self.resp_pkts = 0
         self.history = self.urgent = self.wrong_fragment = 0
         self.icmp_type, self.icmp_code = pkt.icmp_type, pkt.icmp_code
-        self.orig_max_seq = self.resp_max_seq = None
+        self.seq_base: list[int | None] = [None, None]  # per direction: 0 originator, 1 responder
+        self.seq_top: list[int | None] = [None, None]
         self.dialect = CONTENT_PORTS.get(self.resp_port) if self.proto == TCP else None
         self.orig_data: list[bytes] | None = [] if self.dialect else None
         self.resp_data: list[bytes] | None = [] if self.dialect else None
-        self.closed = False
         self.flag = ""
 
     def add(self, pkt: Packet, from_orig: bool) -> None:
@@ -69,38 +69,44 @@ class Connection:
                 self.history |= O_SYN
             if flags & FIN:
                 self.history |= O_FIN
-            if flags & RST and not self.history & (O_RST | R_RST):
+            if flags & RST and not self.history & (O_RST | R_RST) and not self._both_fins:
                 self.history |= O_RST
         else:
             if flags & SYN:
                 self.history |= R_SYNACK
             if flags & FIN:
                 self.history |= R_FIN
-            if flags & RST and not self.history & (O_RST | R_RST):
+            if flags & RST and not self.history & (O_RST | R_RST) and not self._both_fins:
                 self.history |= R_RST
         return self._new_payload(pkt, from_orig)
 
+    @property
+    def _both_fins(self) -> bool:
+        return self.history & (O_FIN | R_FIN) == (O_FIN | R_FIN)
+
     def _new_payload(self, pkt: Packet, from_orig: bool) -> int:
-        """Payload bytes beyond the highest sequence number seen that way (retransmissions count once)."""
-        size = len(pkt.payload)
+        """Growth of the direction's sequence-number span, as Bro/Zeek count bytes.
+
+        Bytes = highest sequence number reached - initial sequence number, so retransmissions
+        count once and out-of-order segments are counted when they arrive. Only segments with
+        payload move the span (a stray RST's sequence number says nothing about data).
+        """
+        side = 0 if from_orig else 1
         seq = (pkt.seq + (1 if pkt.flags & SYN else 0)) & 0xFFFFFFFF
-        top = self.orig_max_seq if from_orig else self.resp_max_seq
+        base, top = self.seq_base[side], self.seq_top[side]
+        if base is None:
+            self.seq_base[side] = self.seq_top[side] = base = top = seq
+        size = len(pkt.payload)
+        if not size:
+            return 0
+        before = (top - base) & 0xFFFFFFFF
+        if 0 < (base - seq) & 0xFFFFFFFF < 0x80000000:  # earlier than anything seen (midstream start)
+            base = seq
         end = (seq + size) & 0xFFFFFFFF
-        if top is None:
-            fresh = size
+        if 0 < (end - top) & 0xFFFFFFFF < 0x80000000:
             top = end
-        else:
-            advance = (end - top) & 0xFFFFFFFF
-            if advance and advance < 0x80000000:
-                fresh = min(advance, size)
-                top = end
-            else:
-                fresh = 0
-        if from_orig:
-            self.orig_max_seq = top
-        else:
-            self.resp_max_seq = top
-        return fresh
+        self.seq_base[side], self.seq_top[side] = base, top
+        return ((top - base) & 0xFFFFFFFF) - before
 
     def _keep(self, data: bytes, from_orig: bool) -> None:
         buffer = self.orig_data if from_orig else self.resp_data

@@ -1,6 +1,6 @@
 """The connection table: packets in, finished connections out.
 
-Connections end when TCP closes (both FINs or a reset), when they go idle past their timeout,
+Connections end when TCP closes (both FINs or a reset, then `tcp_closed` seconds for stragglers), when they go idle past their timeout,
 when the table is full (the least recently active half-open attempt is evicted first, then the
 least recently active connection; each eviction is counted and the connection still emitted),
 or at the end of input. ICMP messages are connections of one packet, as in NSL-KDD.
@@ -23,7 +23,7 @@ class Timeouts:
 
     tcp_attempt: float = 5.0  # SYN with no SYN-ACK yet (S0 candidates)
     tcp_established: float = 120.0  # established or midstream TCP
-    tcp_closed: float = 2.0  # how long a closed connection absorbs trailing ACKs/retransmissions
+    tcp_closed: float = 2.0  # a closed connection still takes trailing ACKs/retransmissions this long
     udp: float = 30.0
     icmp_fragments: float = 30.0  # an ICMP datagram still being fragmented
     sweep_interval: float = 1.0
@@ -38,13 +38,13 @@ class ConnectionTable:
         self.attempts: OrderedDict[tuple, Connection] = OrderedDict()
         self.active: OrderedDict[tuple, Connection] = OrderedDict()
         self.udp: OrderedDict[tuple, Connection] = OrderedDict()
-        self.closed: OrderedDict[tuple, Connection] = OrderedDict()
+        self.closing: OrderedDict[tuple, Connection] = OrderedDict()
         self.fragments = FragmentTracker(timeouts.icmp_fragments)
         self.evicted = 0
         self.next_sweep = 0.0
 
     def __len__(self) -> int:
-        return len(self.attempts) + len(self.active) + len(self.udp)
+        return len(self.attempts) + len(self.active) + len(self.udp) + len(self.closing)
 
     def add(self, pkt: Packet) -> Iterator[Connection]:
         """Account one packet; yields connections that ended because of it or of time passing."""
@@ -82,15 +82,12 @@ class ConnectionTable:
     def _tcp(self, pkt: Packet, faults: int) -> Iterator[Connection]:
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport, TCP)
         rkey = (pkt.dst, pkt.dport, pkt.src, pkt.sport, TCP)
-        conn, from_orig, table = self._find(key, rkey, self.attempts, self.active)
+        conn, from_orig, table = self._find(key, rkey, self.attempts, self.active, self.closing)
+        if conn is not None and table is self.closing and pkt.flags & (SYN | ACK) == SYN:
+            del self.closing[conn.key]  # the port pair is reused by a new connection
+            yield conn
+            conn = None
         if conn is None:
-            closed = self.closed.get(key) or self.closed.get(rkey)
-            if closed is not None and not (pkt.flags & SYN and not pkt.flags & ACK):
-                closed.last = pkt.ts  # a trailing ACK or retransmission of a finished connection
-                self.closed.move_to_end(closed.key)
-                return
-            if closed is not None:
-                self.closed.pop(closed.key, None)
             flipped = pkt.flags & (SYN | ACK) == (SYN | ACK)
             conn = Connection(rkey if flipped else key, pkt, flipped)
             from_orig = not flipped
@@ -101,20 +98,16 @@ class ConnectionTable:
         was_established = conn.established
         conn.add(pkt, from_orig)
         conn.wrong_fragment += faults
-        if conn.finished:
+        if table is not self.closing and conn.finished:
             del table[conn.key]
-            conn.closed = True
-            self.closed[conn.key] = conn
-            if len(self.closed) > self.max_connections:
-                self.closed.popitem(last=False)
-            yield conn
+            self.closing[conn.key] = conn
         elif table is self.attempts and conn.established and not was_established:
             del self.attempts[conn.key]
             self.active[conn.key] = conn
 
     def _tcp_fragment(self, pkt: Packet, faults: int, conn_key: tuple) -> None:
         """A later fragment of a TCP segment: bytes and faults go to the first fragment's connection."""
-        conn = self.attempts.get(conn_key) or self.active.get(conn_key)
+        conn = self.attempts.get(conn_key) or self.active.get(conn_key) or self.closing.get(conn_key)
         if conn is None:
             return
         conn.wrong_fragment += faults
@@ -159,23 +152,19 @@ class ConnectionTable:
     def expire(self, now: float) -> Iterator[Connection]:
         """Yield connections idle past their timeout; forget closed ones past the linger."""
         t = self.timeouts
-        for table, timeout in ((self.attempts, t.tcp_attempt), (self.active, t.tcp_established), (self.udp, t.udp)):
+        tables = ((self.closing, t.tcp_closed), (self.attempts, t.tcp_attempt), (self.active, t.tcp_established), (self.udp, t.udp))
+        for table, timeout in tables:
             while table:
                 conn = next(iter(table.values()))
                 if now - conn.last <= timeout:
                     break
                 del table[conn.key]
                 yield conn
-        while self.closed:
-            conn = next(iter(self.closed.values()))
-            if now - conn.last <= t.tcp_closed:
-                break
-            del self.closed[conn.key]
         self.fragments.expire(now)
 
     def _evict(self) -> Connection:
         self.evicted += 1
-        for table in (self.attempts, self.udp, self.active):
+        for table in (self.closing, self.attempts, self.udp, self.active):
             if table:
                 _, conn = table.popitem(last=False)
                 return conn
@@ -183,9 +172,8 @@ class ConnectionTable:
 
     def flush(self) -> Iterator[Connection]:
         """Yield every connection still open, oldest first (end of a pcap, shutdown)."""
-        remaining = [*self.attempts.values(), *self.active.values(), *self.udp.values()]
-        self.attempts.clear()
-        self.active.clear()
-        self.udp.clear()
-        self.closed.clear()
-        yield from sorted(remaining, key=lambda c: c.start)
+        tables = (self.closing, self.attempts, self.active, self.udp)
+        remaining = [conn for table in tables for conn in table.values()]
+        for table in tables:
+            table.clear()
+        yield from sorted(remaining, key=lambda c: c.last)
