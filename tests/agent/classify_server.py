@@ -1,0 +1,54 @@
+"""A small real HTTP server speaking the /classify contract, for testing the agent's client side."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ClassifyServer:
+    """Answers POST /classify: S0/REJ connections are attacks (dos), the rest normal."""
+
+    def __init__(self, port: int = 0, token: str | None = None) -> None:
+        self.received: list[dict] = []
+        self.token = token
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
+                    return self._reply(401, {"error": "unauthorized"})
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                flows = body["flows"]
+                outer.received.extend(flows)
+                results = [
+                    {"label": "attack", "attack_probability": 0.9, "category": "dos"} if f["flag"] in ("S0", "REJ")
+                    else {"label": "normal", "attack_probability": 0.1, "category": "normal"}
+                    for f in flows
+                ]
+                self._reply(200, {"model_version": "7", "results": results})
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ClassifyServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
