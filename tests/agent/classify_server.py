@@ -52,3 +52,10 @@ class ClassifyServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+if __name__ == "__main__":  # python -m tests.agent.classify_server PORT: serve until killed
+    import sys
+
+    with ClassifyServer(port=int(sys.argv[1])) as running:
+        running.thread.join()
