@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -59,17 +60,18 @@ def extract(
     extractor = Extractor(Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), max_connections)
     progress = Progress()
     handle = out.open("w", newline="") if out else sys.stdout
-    writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
+    writer = csv.writer(handle)
+    writer.writerow(CSV_FIELDS)
+    row = itemgetter(*CSV_FIELDS)
     counters = extractor.counters
     try:
         for index, (frame, linktype, ts) in enumerate(frames(pcap)):
             records = extractor.feed(frame, linktype, ts)
             if records:
-                writer.writerows(records)
+                writer.writerows(map(row, records))
             if not quiet and not index & 0xFFF:
                 progress.update(counters.packets_seen, counters.connections_emitted)
-        writer.writerows(extractor.finish())
+        writer.writerows(map(row, extractor.finish()))
     except CaptureFileError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -63,17 +63,13 @@ _ACCESS_FILES = re.compile(rb"/etc/passwd|/etc/shadow|/etc/hosts\.equiv|\.rhosts
 _COMMAND_LINE = re.compile(rb"[^\r\n]+\r?\n")
 
 
-def content_features(dialect: str | None, orig: bytes, resp: bytes, established: bool) -> dict[str, int]:
-    """The 13 content features of one TCP connection from its captured payload.
+def content_features(dialect: str, orig: bytes, resp: bytes, established: bool) -> dict[str, int]:
+    """The 13 content features of one TCP connection from its captured payload, in dataset order.
 
-    dialect None (a service without a login dialogue): only logged_in can be set, to 1 when the
-    connection was established and both sides sent payload, which is how NSL-KDD marks them
-    (logged_in is 1 for 92-100 % of normal SF http, smtp, domain, telnet, ftp records).
+    (Services without a login dialogue are not inspected; their logged_in is 1 when the TCP
+    connection was established and both sides sent payload: see capture_agent.features.)
     """
     out = dict.fromkeys(CONTENT_FEATURES, 0)
-    if dialect is None:
-        out["logged_in"] = int(established and bool(orig) and bool(resp))
-        return out
     text = orig + b"\n" + resp
     failed = _FAILED.get(dialect)
     out["num_failed_logins"] = min(len(failed.findall(resp)), 5) if failed else 0

@@ -6,15 +6,16 @@ import socket
 from typing import Any
 
 from capture_agent.connection import RERROR_FLAGS, SERROR_FLAGS, Connection
-from capture_agent.content import content_features
+from capture_agent.content import CONTENT_FEATURES, content_features
 from capture_agent.decode import ICMP, ICMPV6, TCP, UDP
 from capture_agent.services import service
 from capture_agent.windows import Entry, TrafficWindows
-from desy.schema import FEATURE_NAMES
 
 PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmp"}
 #: Endpoint fields that follow the 41 features in a record (originator first).
 ENDPOINT_FIELDS = ("src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time")
+#: Content features of a connection whose payload is not inspected (logged_in may be set after).
+NO_CONTENT = dict.fromkeys(CONTENT_FEATURES, 0)
 
 
 def address(raw: bytes) -> str:
@@ -23,18 +24,12 @@ def address(raw: bytes) -> str:
 
 
 def connection_record(conn: Connection, windows: TrafficWindows) -> dict[str, Any]:
-    """Features and endpoints of one finished connection; updates the traffic windows."""
+    """Features (already in dataset order: basic, content, time window, host window) and
+    endpoints of one finished connection; updates the traffic windows."""
     flag = conn.flag = conn.compute_flag()
     icmp = conn.proto in (ICMP, ICMPV6)
     name = service(conn.proto, conn.resp_port, conn.icmp_type, conn.icmp_code)
-    if conn.dialect is None:
-        orig, resp = b"x" * bool(conn.orig_bytes), b"x" * bool(conn.resp_bytes)
-    else:
-        orig, resp = b"".join(conn.orig_data), b"".join(conn.resp_data)
-    content = content_features(conn.dialect, orig, resp, conn.established)
-    if conn.proto != TCP:
-        content["logged_in"] = 0
-    basic = {
+    record = {
         "duration": int(conn.last - conn.start),
         "protocol_type": PROTOCOL_NAMES.get(conn.proto, "tcp"),
         "service": name,
@@ -45,15 +40,18 @@ def connection_record(conn: Connection, windows: TrafficWindows) -> dict[str, An
         "wrong_fragment": conn.wrong_fragment,
         "urgent": conn.urgent,
     }
-    entry = Entry(
-        end=conn.last, host=conn.resp, src_port=conn.orig_port, service=name,
-        serror=flag in SERROR_FLAGS, rerror=flag in RERROR_FLAGS,
-    )
-    values = basic | content | windows.features(entry)
-    record = {key: values[key] for key in FEATURE_NAMES}
-    record.update(
-        src_ip=address(conn.orig), src_port=0 if icmp else conn.orig_port,
-        dst_ip=address(conn.resp), dst_port=0 if icmp else conn.resp_port,
-        start_time=conn.start, end_time=conn.last,
-    )
+    if conn.dialect is not None:
+        record.update(content_features(conn.dialect, b"".join(conn.orig_data), b"".join(conn.resp_data), conn.established))
+    else:
+        record.update(NO_CONTENT)
+        if conn.proto == TCP and conn.orig_bytes and conn.resp_bytes and conn.established:
+            record["logged_in"] = 1
+    entry = Entry(conn.last, conn.resp, conn.orig_port, name, flag in SERROR_FLAGS, flag in RERROR_FLAGS)
+    windows.add(entry, record)
+    record["src_ip"] = address(conn.orig)
+    record["src_port"] = 0 if icmp else conn.orig_port
+    record["dst_ip"] = address(conn.resp)
+    record["dst_port"] = 0 if icmp else conn.resp_port
+    record["start_time"] = conn.start
+    record["end_time"] = conn.last
     return record

@@ -40,6 +40,11 @@ class Entry:
     rerror: bool
 
 
+def _pct(part: int, whole: int) -> float:
+    """part / whole rounded half-up to 2 decimals, as the dataset prints rates (faster than round())."""
+    return int(part * 100 / whole + 0.5) / 100
+
+
 class _Group:
     """Aggregates over the members of one window group (one host or one service).
 
@@ -76,12 +81,11 @@ class _Group:
                 del self.ports[old.src_port]
 
 
-def _rate(part: int, whole: int) -> float:
-    return round(part / whole, 2) if whole else 0.0
-
-
 class TrafficWindows:
-    """Incremental time-window and host-window aggregates over emitted connections."""
+    """Incremental time-window and host-window aggregates over emitted connections.
+
+    Every group holds at least the connection being added, so no rate divides by zero.
+    """
 
     def __init__(self, max_hosts: int = 65_536) -> None:
         self.recent: deque[Entry] = deque()
@@ -91,17 +95,31 @@ class TrafficWindows:
         self.service_rings: dict[str, _Group] = {}
         self.max_hosts = max_hosts
 
+    def add(self, entry: Entry, record: dict) -> None:
+        """Add entry to the windows and write its 19 traffic features into record, in order."""
+        self._slide(entry)
+        self._time_features(entry, record)
+        self._host_features(entry, record)
+
     def features(self, entry: Entry) -> dict[str, float | int]:
         """Add entry to the windows and return its 19 traffic features."""
-        self._slide(entry)
-        return self._time_features(entry) | self._host_features(entry)
+        record: dict[str, float | int] = {}
+        self.add(entry, record)
+        return record
 
     def _slide(self, entry: Entry) -> None:
         horizon = entry.end - TIME_WINDOW
-        while self.recent and self.recent[0].end < horizon:
-            old = self.recent.popleft()
-            self._group(self.by_host, old.host).change(old, old.service, -1)
-            self._group(self.by_service, old.service).change(old, old.host, -1)
+        recent, by_host, by_service = self.recent, self.by_host, self.by_service
+        while recent and recent[0].end < horizon:
+            old = recent.popleft()
+            group = by_host[old.host]
+            group.change(old, old.service, -1)
+            if not group.n:
+                del by_host[old.host]
+            group = by_service[old.service]
+            group.change(old, old.host, -1)
+            if not group.n:
+                del by_service[old.service]
         self.recent.append(entry)
         self._group(self.by_host, entry.host).change(entry, entry.service, 1)
         self._group(self.by_service, entry.service).change(entry, entry.host, 1)
@@ -124,36 +142,31 @@ class TrafficWindows:
             group = groups[key] = _Group()
         return group
 
-    def _time_features(self, entry: Entry) -> dict[str, float | int]:
+    def _time_features(self, entry: Entry, out: dict) -> None:
         host = self.by_host[entry.host]
         srv = self.by_service[entry.service]
-        same_srv = host.keys[entry.service]
-        other_services = len(host.keys) - 1
-        return {
-            "count": min(host.n, WINDOW_COUNT_CAP),
-            "srv_count": min(srv.n, WINDOW_COUNT_CAP),
-            "serror_rate": _rate(host.serror, host.n),
-            "srv_serror_rate": _rate(srv.serror, srv.n),
-            "rerror_rate": _rate(host.rerror, host.n),
-            "srv_rerror_rate": _rate(srv.rerror, srv.n),
-            "same_srv_rate": _rate(same_srv, host.n),
-            "diff_srv_rate": _rate(other_services, host.n),
-            "srv_diff_host_rate": _rate(srv.n - srv.keys[entry.host], srv.n),
-        }
+        n, m = host.n, srv.n
+        out["count"] = n if n < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP
+        out["srv_count"] = m if m < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP
+        out["serror_rate"] = _pct(host.serror, n)
+        out["srv_serror_rate"] = _pct(srv.serror, m)
+        out["rerror_rate"] = _pct(host.rerror, n)
+        out["srv_rerror_rate"] = _pct(srv.rerror, m)
+        out["same_srv_rate"] = _pct(host.keys[entry.service], n)
+        out["diff_srv_rate"] = _pct(len(host.keys) - 1, n)
+        out["srv_diff_host_rate"] = _pct(m - srv.keys[entry.host], m)
 
-    def _host_features(self, entry: Entry) -> dict[str, float | int]:
+    def _host_features(self, entry: Entry, out: dict) -> None:
         host = self.host_rings[entry.host]
         srv = self.service_rings[entry.service]
         n, m = host.n, srv.n
-        return {
-            "dst_host_count": n,
-            "dst_host_srv_count": m,
-            "dst_host_same_srv_rate": _rate(host.keys[entry.service], n),
-            "dst_host_diff_srv_rate": _rate(len(host.keys) - 1, n),
-            "dst_host_same_src_port_rate": _rate(host.ports[entry.src_port], n),
-            "dst_host_srv_diff_host_rate": _rate(m - srv.keys[entry.host], m),
-            "dst_host_serror_rate": _rate(host.serror, n),
-            "dst_host_srv_serror_rate": _rate(srv.serror, m),
-            "dst_host_rerror_rate": _rate(host.rerror, n),
-            "dst_host_srv_rerror_rate": _rate(srv.rerror, m),
-        }
+        out["dst_host_count"] = n
+        out["dst_host_srv_count"] = m
+        out["dst_host_same_srv_rate"] = _pct(host.keys[entry.service], n)
+        out["dst_host_diff_srv_rate"] = _pct(len(host.keys) - 1, n)
+        out["dst_host_same_src_port_rate"] = _pct(host.ports[entry.src_port], n)
+        out["dst_host_srv_diff_host_rate"] = _pct(m - srv.keys[entry.host], m)
+        out["dst_host_serror_rate"] = _pct(host.serror, n)
+        out["dst_host_srv_serror_rate"] = _pct(srv.serror, m)
+        out["dst_host_rerror_rate"] = _pct(host.rerror, n)
+        out["dst_host_srv_rerror_rate"] = _pct(srv.rerror, m)
