@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from capture_agent.content import CONTENT_CAP, CONTENT_PORTS
 from capture_agent.decode import ACK, FIN, RST, SYN, TCP, URG, Packet
 
@@ -16,6 +18,29 @@ SERROR_FLAGS = frozenset({"S0", "S1", "S2", "S3", "SH", "SHR"})
 RERROR_FLAGS = frozenset({"REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"})
 
 
+class Finished(NamedTuple):
+    """What feature computation needs of an ended connection (plain values, cheap to pickle)."""
+
+    proto: int
+    orig: bytes
+    resp: bytes
+    orig_port: int
+    resp_port: int
+    start: float
+    last: float
+    orig_bytes: int
+    resp_bytes: int
+    flag: str
+    urgent: int
+    wrong_fragment: int
+    icmp_type: int
+    icmp_code: int
+    established: bool
+    dialect: str | None
+    orig_payload: bytes
+    resp_payload: bytes
+
+
 class Connection:
     """A TCP connection, a UDP conversation or one ICMP message (or fragmented datagram)."""
 
@@ -23,7 +48,6 @@ class Connection:
         "key", "orig", "resp", "orig_port", "resp_port", "proto", "version", "start", "last",
         "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts", "history", "urgent", "wrong_fragment",
         "icmp_type", "icmp_code", "seq_base", "seq_top", "dialect", "orig_data", "resp_data",
-        "flag",
     )
 
     def __init__(self, key: tuple, pkt: Packet, flipped: bool = False) -> None:
@@ -42,7 +66,6 @@ class Connection:
         self.dialect = CONTENT_PORTS.get(self.resp_port) if self.proto == TCP else None
         self.orig_data: list[bytes] | None = [] if self.dialect else None
         self.resp_data: list[bytes] | None = [] if self.dialect else None
-        self.flag = ""
 
     def add(self, pkt: Packet, from_orig: bool) -> None:
         """Account one packet sent by the originator (from_orig) or the responder."""
@@ -113,6 +136,15 @@ class Connection:
         kept = sum(map(len, buffer))
         if kept < CONTENT_CAP:
             buffer.append(bytes(data[: CONTENT_CAP - kept]))
+
+    def finish(self) -> Finished:
+        """Freeze the ended connection, with its flag and captured payload."""
+        return Finished(
+            self.proto, self.orig, self.resp, self.orig_port, self.resp_port, self.start, self.last,
+            self.orig_bytes, self.resp_bytes, self.compute_flag(), self.urgent, self.wrong_fragment,
+            self.icmp_type, self.icmp_code, self.established, self.dialect,
+            b"".join(self.orig_data) if self.orig_data else b"", b"".join(self.resp_data) if self.resp_data else b"",
+        )
 
     @property
     def established(self) -> bool:

@@ -1,14 +1,27 @@
-"""Frames in, connection records out: decoding, the connection table and feature computation."""
+"""Frames in, connection records out.
+
+Two stages: the Tracker (decoding and the connection table) turns frames into Finished
+connections; the features stage (traffic windows, content) turns those into records. `Extractor`
+runs both in one thread; `extract_file` can run the tracker in a second process so that a
+pcap is read on both cores.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import multiprocessing
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from capture_agent.connection import Finished
 from capture_agent.decode import Malformed, decode
 from capture_agent.features import connection_record
+from capture_agent.pcap import frames
 from capture_agent.table import ConnectionTable, Timeouts
 from capture_agent.windows import TrafficWindows
+
+BATCH = 2048
 
 
 @dataclass
@@ -24,16 +37,14 @@ class Counters:
     malformed_reasons: dict[str, int] = field(default_factory=dict)
 
 
-class Extractor:
-    """Stateful: feed frames in time order, collect records of connections as they end."""
+class Tracker:
+    """Decoding and connection tracking: frames in time order → ended connections."""
 
     def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144) -> None:
         self.table = ConnectionTable(timeouts, max_connections)
-        self.windows = TrafficWindows()
         self.counters = Counters()
 
-    def feed(self, frame: bytes, linktype: int, ts: float) -> list[dict[str, Any]]:
-        """Process one captured frame; returns the records of connections that ended."""
+    def feed(self, frame: bytes, linktype: int, ts: float) -> list[Finished]:
         counters = self.counters
         counters.packets_seen += 1
         try:
@@ -47,18 +58,104 @@ class Extractor:
             counters.packets_not_ip += 1
             return []
         counters.packets_parsed += 1
-        records = [self._record(conn) for conn in self.table.add(pkt)]
+        ended = [conn.finish() for conn in self.table.add(pkt)]
+        counters.connections_emitted += len(ended)
         counters.connections_evicted = self.table.evicted
-        return records
+        return ended
+
+    def tick(self, now: float) -> list[Finished]:
+        ended = [conn.finish() for conn in self.table.expire(now)]
+        self.counters.connections_emitted += len(ended)
+        return ended
+
+    def finish(self) -> list[Finished]:
+        ended = [conn.finish() for conn in self.table.flush()]
+        self.counters.connections_emitted += len(ended)
+        return ended
+
+
+class Extractor:
+    """Both stages in the calling thread: feed frames in time order, collect records as connections end."""
+
+    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144) -> None:
+        self.tracker = Tracker(timeouts, max_connections)
+        self.windows = TrafficWindows()
+
+    @property
+    def counters(self) -> Counters:
+        return self.tracker.counters
+
+    def feed(self, frame: bytes, linktype: int, ts: float) -> list[dict[str, Any]]:
+        """Process one captured frame; returns the records of connections that ended."""
+        return self._records(self.tracker.feed(frame, linktype, ts))
 
     def tick(self, now: float) -> list[dict[str, Any]]:
         """Records of connections idle past their timeout at time now (for a quiet live link)."""
-        return [self._record(conn) for conn in self.table.expire(now)]
+        return self._records(self.tracker.tick(now))
 
     def finish(self) -> list[dict[str, Any]]:
         """Records of every connection still open (end of input or shutdown)."""
-        return [self._record(conn) for conn in self.table.flush()]
+        return self._records(self.tracker.finish())
 
-    def _record(self, conn) -> dict[str, Any]:
-        self.counters.connections_emitted += 1
-        return connection_record(conn, self.windows)
+    def _records(self, ended: list[Finished]) -> list[dict[str, Any]]:
+        return [connection_record(conn, self.windows) for conn in ended]
+
+
+def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> None:
+    """Child process: read and track path, sending batches of plain tuples, then the counters."""
+    tracker = Tracker(timeouts, max_connections)
+    batch: list[tuple] = []
+    try:
+        for frame, linktype, ts in frames(path):
+            ended = tracker.feed(frame, linktype, ts)
+            if ended:
+                batch.extend(ended)
+                if len(batch) >= BATCH:
+                    pipe.send((batch, tracker.counters.packets_seen))
+                    batch = []
+        batch.extend(tracker.finish())
+        pipe.send((batch, tracker.counters.packets_seen))
+        pipe.send(asdict(tracker.counters))
+    except Exception as err:  # reported in the parent
+        pipe.send(err)
+    finally:
+        pipe.close()
+
+
+def extract_file(path: Path, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+                 parallel: bool = True) -> Iterator[tuple[list[dict[str, Any]], int] | Counters]:
+    """Records of a capture file in batches, each with the packets read so far; the Counters last.
+
+    parallel: track connections in a child process while this one computes features.
+    """
+    if not parallel:
+        extractor = Extractor(timeouts, max_connections)
+        for frame, linktype, ts in frames(path):
+            records = extractor.feed(frame, linktype, ts)
+            if records:
+                yield records, extractor.counters.packets_seen
+        yield extractor.finish(), extractor.counters.packets_seen
+        yield extractor.counters
+        return
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_track_file, args=(path, timeouts, max_connections, sender), daemon=True)
+    child.start()
+    sender.close()
+    windows = TrafficWindows()
+    try:
+        while True:
+            message = receiver.recv()
+            if isinstance(message, Exception):
+                raise message
+            if isinstance(message, dict):
+                reasons = message.pop("malformed_reasons")
+                yield Counters(**message, malformed_reasons=reasons)
+                return
+            batch, packets = message
+            yield [connection_record(Finished._make(conn), windows) for conn in batch], packets
+    finally:
+        receiver.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from capture_agent.connection import RERROR_FLAGS, SERROR_FLAGS, Connection
+from capture_agent.connection import RERROR_FLAGS, SERROR_FLAGS, Finished
 from capture_agent.content import CONTENT_FEATURES, content_features
 from capture_agent.decode import ICMP, ICMPV6, TCP, UDP
 from capture_agent.services import service
@@ -23,10 +23,10 @@ def address(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
-def connection_record(conn: Connection, windows: TrafficWindows) -> dict[str, Any]:
+def connection_record(conn: Finished, windows: TrafficWindows) -> dict[str, Any]:
     """Features (already in dataset order: basic, content, time window, host window) and
     endpoints of one finished connection; updates the traffic windows."""
-    flag = conn.flag = conn.compute_flag()
+    flag = conn.flag
     icmp = conn.proto in (ICMP, ICMPV6)
     name = service(conn.proto, conn.resp_port, conn.icmp_type, conn.icmp_code)
     record = {
@@ -41,7 +41,7 @@ def connection_record(conn: Connection, windows: TrafficWindows) -> dict[str, An
         "urgent": conn.urgent,
     }
     if conn.dialect is not None:
-        record.update(content_features(conn.dialect, b"".join(conn.orig_data), b"".join(conn.resp_data), conn.established))
+        record.update(content_features(conn.dialect, conn.orig_payload, conn.resp_payload, conn.established))
     else:
         record.update(NO_CONTENT)
         if conn.proto == TCP and conn.orig_bytes and conn.resp_bytes and conn.established:

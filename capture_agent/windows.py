@@ -20,16 +20,15 @@ Rules derived from KDDTrain+ (see docs/features.md):
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from typing import NamedTuple
 
 from desy.schema import HOST_COUNT_CAP, WINDOW_COUNT_CAP
 
 TIME_WINDOW = 2.0
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(NamedTuple):
     """What the windows remember of one emitted connection."""
 
     end: float
@@ -40,45 +39,29 @@ class Entry:
     rerror: bool
 
 
-def _pct(part: int, whole: int) -> float:
-    """part / whole rounded half-up to 2 decimals, as the dataset prints rates (faster than round())."""
-    return int(part * 100 / whole + 0.5) / 100
-
-
 class _Group:
-    """Aggregates over the members of one window group (one host or one service).
-
-    With a `size`, the group is a ring of the last `size` members; otherwise members are removed
-    explicitly when they leave the time window.
-    """
+    """Counts over the members of one window group: one destination host or one service."""
 
     __slots__ = ("n", "serror", "rerror", "keys", "ports", "ring")
 
-    def __init__(self, size: int | None = None) -> None:
+    def __init__(self, ring: bool = False) -> None:
         self.n = self.serror = self.rerror = 0
-        self.keys: Counter = Counter()
-        self.ports: Counter = Counter()
-        self.ring: deque | None = deque() if size else None
+        self.keys: dict = {}  # service -> count in a host group, host -> count in a service group
+        self.ports: dict = {}  # source port -> count (host rings only)
+        self.ring: deque | None = deque() if ring else None
 
-    def change(self, entry: Entry, key: object, step: int) -> None:
-        self.n += step
-        self.serror += step * entry.serror
-        self.rerror += step * entry.rerror
-        self.keys[key] += step
-        if not self.keys[key]:
-            del self.keys[key]
 
-    def push(self, entry: Entry, key: object, size: int) -> None:
-        """Append to the ring, dropping its oldest member beyond size; also tracks source ports."""
-        self.ring.append((entry, key))
-        self.change(entry, key, 1)
-        self.ports[entry.src_port] += 1
-        if len(self.ring) > size:
-            old, old_key = self.ring.popleft()
-            self.change(old, old_key, -1)
-            self.ports[old.src_port] -= 1
-            if not self.ports[old.src_port]:
-                del self.ports[old.src_port]
+def _bump(counts: dict, key: object, step: int) -> None:
+    value = counts.get(key, 0) + step
+    if value:
+        counts[key] = value
+    else:
+        del counts[key]
+
+
+def _pct(part: int, whole: int) -> float:
+    """part / whole rounded half-up to 2 decimals, as the dataset prints rates (faster than round())."""
+    return int(part * 100 / whole + 0.5) / 100
 
 
 class TrafficWindows:
@@ -95,56 +78,16 @@ class TrafficWindows:
         self.service_rings: dict[str, _Group] = {}
         self.max_hosts = max_hosts
 
-    def add(self, entry: Entry, record: dict) -> None:
-        """Add entry to the windows and write its 19 traffic features into record, in order."""
-        self._slide(entry)
-        self._time_features(entry, record)
-        self._host_features(entry, record)
-
     def features(self, entry: Entry) -> dict[str, float | int]:
         """Add entry to the windows and return its 19 traffic features."""
         record: dict[str, float | int] = {}
         self.add(entry, record)
         return record
 
-    def _slide(self, entry: Entry) -> None:
-        horizon = entry.end - TIME_WINDOW
-        recent, by_host, by_service = self.recent, self.by_host, self.by_service
-        while recent and recent[0].end < horizon:
-            old = recent.popleft()
-            group = by_host[old.host]
-            group.change(old, old.service, -1)
-            if not group.n:
-                del by_host[old.host]
-            group = by_service[old.service]
-            group.change(old, old.host, -1)
-            if not group.n:
-                del by_service[old.service]
-        self.recent.append(entry)
-        self._group(self.by_host, entry.host).change(entry, entry.service, 1)
-        self._group(self.by_service, entry.service).change(entry, entry.host, 1)
-        rings = self.host_rings
-        if entry.host not in rings:
-            rings[entry.host] = _Group(HOST_COUNT_CAP)
-            if len(rings) > self.max_hosts:
-                rings.popitem(last=False)
-        else:
-            rings.move_to_end(entry.host)
-        rings[entry.host].push(entry, entry.service, HOST_COUNT_CAP)
-        if entry.service not in self.service_rings:
-            self.service_rings[entry.service] = _Group(HOST_COUNT_CAP)
-        self.service_rings[entry.service].push(entry, entry.host, HOST_COUNT_CAP)
-
-    @staticmethod
-    def _group(groups: dict, key: object) -> _Group:
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group()
-        return group
-
-    def _time_features(self, entry: Entry, out: dict) -> None:
-        host = self.by_host[entry.host]
-        srv = self.by_service[entry.service]
+    def add(self, entry: Entry, out: dict) -> None:
+        """Add entry to the windows and write its 19 traffic features into out, in dataset order."""
+        self._slide(entry)
+        host, srv = self.by_host[entry.host], self.by_service[entry.service]
         n, m = host.n, srv.n
         out["count"] = n if n < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP
         out["srv_count"] = m if m < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP
@@ -155,10 +98,7 @@ class TrafficWindows:
         out["same_srv_rate"] = _pct(host.keys[entry.service], n)
         out["diff_srv_rate"] = _pct(len(host.keys) - 1, n)
         out["srv_diff_host_rate"] = _pct(m - srv.keys[entry.host], m)
-
-    def _host_features(self, entry: Entry, out: dict) -> None:
-        host = self.host_rings[entry.host]
-        srv = self.service_rings[entry.service]
+        host, srv = self._push_rings(entry)
         n, m = host.n, srv.n
         out["dst_host_count"] = n
         out["dst_host_srv_count"] = m
@@ -170,3 +110,56 @@ class TrafficWindows:
         out["dst_host_srv_serror_rate"] = _pct(srv.serror, m)
         out["dst_host_rerror_rate"] = _pct(host.rerror, n)
         out["dst_host_srv_rerror_rate"] = _pct(srv.rerror, m)
+
+    def _slide(self, entry: Entry) -> None:
+        """Drop connections that ended more than 2 s before entry, then add entry."""
+        recent, by_host, by_service = self.recent, self.by_host, self.by_service
+        horizon = entry.end - TIME_WINDOW
+        while recent and recent[0].end < horizon:
+            old = recent.popleft()
+            for groups, key, member in ((by_host, old.host, old.service), (by_service, old.service, old.host)):
+                group = groups[key]
+                group.n -= 1
+                group.serror -= old.serror
+                group.rerror -= old.rerror
+                _bump(group.keys, member, -1)
+                if not group.n:
+                    del groups[key]
+        recent.append(entry)
+        for groups, key, member in ((by_host, entry.host, entry.service), (by_service, entry.service, entry.host)):
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group()
+            group.n += 1
+            group.serror += entry.serror
+            group.rerror += entry.rerror
+            _bump(group.keys, member, 1)
+
+    def _push_rings(self, entry: Entry) -> tuple[_Group, _Group]:
+        """Add entry to the last-255 rings of its host and its service."""
+        rings = self.host_rings
+        host = rings.get(entry.host)
+        if host is None:
+            host = rings[entry.host] = _Group(ring=True)
+            if len(rings) > self.max_hosts:
+                rings.popitem(last=False)
+        else:
+            rings.move_to_end(entry.host)
+        srv = self.service_rings.get(entry.service)
+        if srv is None:
+            srv = self.service_rings[entry.service] = _Group(ring=True)
+        for group, member in ((host, entry.service), (srv, entry.host)):
+            group.ring.append(entry)
+            group.n += 1
+            group.serror += entry.serror
+            group.rerror += entry.rerror
+            _bump(group.keys, member, 1)
+            _bump(group.ports, entry.src_port, 1)
+            if group.n > HOST_COUNT_CAP:
+                old = group.ring.popleft()
+                group.n -= 1
+                group.serror -= old.serror
+                group.rerror -= old.rerror
+                _bump(group.keys, old.service if group is host else old.host, -1)
+                _bump(group.ports, old.src_port, -1)
+        return host, srv
