@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Live capture benchmark: tcpreplay offers PPS packets/s for SECONDS on a veth pair between two
+# network namespaces while `desy-agent run --iface` captures on the other end and classifies
+# through a local classify endpoint. Prints offered / captured / accounted packets.
+#   sudo bash benchmarks/live_veth.sh [PCAP] [PPS] [SECONDS] [SERVER_URL]
+# With no SERVER_URL, the test suite's small contract server is started inside the namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PCAP=${1:-/tmp/flood1m.pcap}
+PPS=${2:-20000}
+SECONDS_=${3:-30}
+SERVER=${4:-}
+A=desy-bench-a; B=desy-bench-b; LOG=$(mktemp -d)
+cleanup() { ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true; }
+trap cleanup EXIT
+cleanup
+ip netns add $A; ip netns add $B
+ip link add dva netns $A type veth peer name dvb netns $B
+for ns in $A $B; do ip -n $ns link set lo up; done
+ip -n $A link set dva up; ip -n $B link set dvb up
+if [[ -z $SERVER ]]; then
+  ip netns exec $A uv run python -m tests.agent.classify_server 3999 & SERVER_PID=$!
+  SERVER=http://127.0.0.1:3999
+fi
+sleep 2
+ip netns exec $A uv run desy-agent run --iface dva --server "$SERVER" --log-dir "$LOG" --drain-timeout 60 2>"$LOG/agent.err" & AGENT_PID=$!
+sleep 4
+packets=$((PPS * SECONDS_))
+ip netns exec $B tcpreplay -q -i dvb --pps "$PPS" --limit "$packets" "$PCAP" 2>&1 | grep -E "Actual|Rated|Failed" || true
+sleep 8
+kill -TERM $AGENT_PID; wait $AGENT_PID || true
+[[ -n ${SERVER_PID:-} ]] && kill $SERVER_PID 2>/dev/null || true
+captured=$(tcpdump -nr "$LOG/capture.pcap" 2>/dev/null | wc -l)
+python3 - "$LOG/summary.json" "$packets" "$captured" <<'PY'
+import json, sys
+summary, offered, captured = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
+seen = summary["packets_seen"]
+print(f"offered {offered:,}  in capture.pcap {captured:,} ({1 - captured / offered:.4%} missing)  "
+      f"seen by the agent {seen:,} ({1 - seen / offered:.4%} missing)  kernel drops {summary['packets_kernel_dropped']:,}  "
+      f"connections {summary['connections_emitted']:,}  classified {summary['flows_classified']:,}  lost {summary['flows_lost']}")
+PY
+echo "logs: $LOG"
