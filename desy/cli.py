@@ -1,0 +1,70 @@
+"""`desy`: the DeSy command line (model server)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from desy.registry import tracking_uri
+
+app = typer.Typer(help="DeSy: network intrusion detection on NSL-KDD features.", no_args_is_help=True)
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@app.callback()
+def main() -> None:
+    """DeSy command line."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether host only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def absolute_store(uri: str) -> str:
+    """A relative SQLite store resolved against the current directory (the server changes it)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+    return uri
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    token: Annotated[Optional[str], typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify.")] = None,
+    insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without a token.")] = False,
+    max_body_mb: Annotated[int, typer.Option(help="Largest /classify body accepted, MiB.")] = 16,
+) -> None:
+    """Serve models:/desy-nids@champion over HTTP with BentoML (POST /classify, /livez, /readyz, /metrics)."""
+    if not is_loopback(host) and not token and not insecure:
+        typer.echo(f"error: refusing to listen on {host} without a token: set DESY_API_TOKEN (or --token), "
+                   "or pass --insecure to accept unauthenticated requests from the network", err=True)
+        raise typer.Exit(2)
+    bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
+    env = dict(os.environ, DESY_WORKERS=str(workers), DESY_MAX_BODY_BYTES=str(max_body_mb * 2**20),
+               MLFLOW_TRACKING_URI=absolute_store(tracking_uri()), BENTOML_DO_NOT_TRACK="true")
+    if token:
+        env["DESY_API_TOKEN"] = token
+    else:
+        env.pop("DESY_API_TOKEN", None)
+    typer.echo(f"DeSy server on http://{host}:{port} ({workers} worker(s), model registry {env['MLFLOW_TRACKING_URI']})", err=True)
+    os.execve(bentoml, [bentoml, "serve", "serving.service:DesyNids", "--host", host, "--port", str(port),
+                        "--working-dir", str(PROJECT)], env)
+
+
+if __name__ == "__main__":
+    app()

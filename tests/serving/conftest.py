@@ -1,0 +1,87 @@
+"""A real `desy serve` process on a free port, serving a small model from a temporary MLflow store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.evaluate import evaluate
+from pipelines.register import register
+from tests.agent.test_run import free_port
+from tests.conftest import ROOT, SMALL_TRAIN_PARAMS
+
+TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def model_store(small_model, small_tables, tmp_path_factory):
+    """A temporary MLflow store whose desy-nids champion is the small model."""
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store}/mlflow.db"
+    pipeline, meta, model_dir = small_model
+    metrics, _ = evaluate(pipeline, meta, {k: small_tables[k] for k in ("kddtest_plus", "kddtest_21")})
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        decision = register(pipeline, meta, model_dir, metrics, {"prepare": {}, "train": SMALL_TRAIN_PARAMS},
+                            small_tables["kddtest_plus"].head(5), "kddtest_plus.f1")
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    return uri, decision.version
+
+
+def start_server(uri: str, token: str | None, port: int, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    env.pop("DESY_API_TOKEN", None)
+    args = [sys.executable, "-m", "desy.cli", "serve", "--port", str(port), *extra]
+    if token:
+        args += ["--token", token]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("server not ready")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(model_store):
+    """(base URL, served version) of a token-protected server."""
+    uri, version = model_store
+    port = free_port()
+    proc = start_server(uri, TOKEN, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        yield url, version
+    finally:
+        stop_server(proc)
