@@ -17,9 +17,8 @@ repro: setup  ## run the training pipeline (validate, prepare, train, evaluate, 
 test: setup  ## the whole test suite
 	$(UV) run pytest
 
-demo: setup  ## train if there is no champion yet, then show what the model does
-	$(UV) run dvc repro
-	$(UV) run dvc metrics show
+demo: setup  ## train if needed, serve the champion, run the agent on a capture, summarise (PCAP=file or IFACE=eth0)
+	$(UV) run desy demo $(if $(PCAP),--pcap $(PCAP)) $(if $(IFACE),--iface $(IFACE))
 
 mlflow-ui:  ## browse runs and registered models at http://127.0.0.1:5000
 	$(UV) run mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -115,6 +115,7 @@ def run(
         typer.echo("error: give exactly one of --iface or --pcap", err=True)
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     config = RunConfig(
         log_dir=log_dir, agent_id=agent_id or socket.gethostname(), server=server, token=token,
         batch_size=batch_size, batch_interval=batch_interval, spool_max_bytes=spool_mb * 2**20,

@@ -66,5 +66,25 @@ def serve(
                         "--working-dir", str(PROJECT)], env)
 
 
+@app.command()
+def demo(
+    pcap: Annotated[Optional[Path], typer.Option(help="Replay this capture instead of the synthetic demo one.", exists=True, dir_okay=False)] = None,
+    iface: Annotated[Optional[str], typer.Option(help="Capture live from this interface instead.")] = None,
+    seconds: Annotated[float, typer.Option(help="How long to capture with --iface.")] = 30.0,
+    log_dir: Annotated[Path, typer.Option(help="Where the agent writes its logs.")] = Path("logs/demo"),
+) -> None:
+    """Train if needed, serve the champion, run the agent on a capture and summarise the verdicts."""
+    from desy.demo import run_demo
+
+    if log_dir.exists():
+        for name in ("traffic.txt", "flows.jsonl", "summary.json"):
+            (log_dir / name).unlink(missing_ok=True)
+    try:
+        run_demo(pcap, iface, log_dir, seconds)
+    except (RuntimeError, TimeoutError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
 if __name__ == "__main__":
     app()
