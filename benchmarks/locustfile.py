@@ -1,0 +1,34 @@
+"""Load for the model server. Bodies are encoded once, so the client spends its CPU on HTTP only.
+
+Batch1000: 1000 flows per request, back to back (see benchmarks/serving.sh). Single-flow latency
+is measured open-loop by benchmarks/latency.py instead: locust's own client adds milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from locust import HttpUser, task
+
+from desy import schema
+
+
+def _flows(n: int) -> list[dict]:
+    import pandas as pd
+
+    frame = pd.read_csv("data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=n)
+    return frame[list(schema.FEATURE_NAMES)].to_dict(orient="records")
+
+
+_BATCH = _flows(1000)
+BATCH = json.dumps({"flows": _BATCH}).encode()
+HEADERS = {"Content-Type": "application/json"}
+if os.environ.get("DESY_API_TOKEN"):
+    HEADERS["Authorization"] = f"Bearer {os.environ['DESY_API_TOKEN']}"
+
+
+class Batch1000(HttpUser):
+    @task
+    def classify(self) -> None:
+        self.client.post("/classify", data=BATCH, headers=HEADERS)
