@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,16 +11,11 @@ from pathlib import Path
 
 from scapy.utils import rdpcap
 
+from desy.demo import free_port
 from tests.agent.classify_server import ClassifyServer
 from tests.conftest import PCAPS
 
 AGENT = [sys.executable, "-m", "capture_agent.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def agent_run(pcap: Path, server: str, log_dir: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:

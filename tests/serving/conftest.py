@@ -6,15 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from pipelines.evaluate import evaluate
 from pipelines.register import register
-from tests.agent.test_run import free_port
+from desy.demo import free_port, wait_ready
 from tests.conftest import ROOT, SMALL_TRAIN_PARAMS
 
 TOKEN = "test-token-0123456789"
@@ -48,20 +46,6 @@ def start_server(uri: str, token: str | None, port: int, *extra: str) -> subproc
         args += ["--token", token]
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("server not ready")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from desy import schema
+from desy.demo import free_port
 from desy.inference import decide
-from tests.agent.test_run import free_port
-from tests.serving.conftest import TOKEN, start_server, stop_server, wait_ready
+from tests.conftest import ROOT
+from tests.serving.conftest import TOKEN, start_server, stop_server
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -154,3 +157,12 @@ def test_not_ready_without_a_champion(tmp_path):
         assert response.status_code == 503
     finally:
         stop_server(proc)
+
+
+def test_bentoml_build_packages_the_service(tmp_path):
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    result = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", "-q"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    built = list((tmp_path / "bentoml" / "bentos" / "desy_nids").glob("*/bento.yaml"))
+    assert built and "serving.service:DesyNids" in built[0].read_text()
