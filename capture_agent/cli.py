@@ -10,21 +10,18 @@ import signal
 import socket
 import sys
 import time
-from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from capture_agent.extractor import Counters, Extractor, extract_file
-from capture_agent.features import ENDPOINT_FIELDS
+from capture_agent.features import RECORD_FIELDS
 from capture_agent.pcap import CaptureFileError, frames
 from capture_agent.table import Timeouts
-from desy.schema import FEATURE_NAMES
 
 app = typer.Typer(help="DeSy capture agent: live traffic or pcaps → 41 NSL-KDD features → verdicts.", no_args_is_help=True)
 
-CSV_FIELDS = (*FEATURE_NAMES, *ENDPOINT_FIELDS)
 
 TcpAttempt = Annotated[float, typer.Option(help="Seconds a SYN waits for a SYN-ACK before the connection ends as S0.")]
 TcpIdle = Annotated[float, typer.Option(help="Idle seconds before an open TCP connection is emitted.")]
@@ -61,22 +58,19 @@ def extract(
     """One CSV row per connection: the 41 features in dataset order, then the endpoints and times."""
     timeouts = Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout)
     quiet_gc()
-    progress = Progress()
+    progress_line = Progress()
     handle = out.open("w", newline="") if out else sys.stdout
     writer = csv.writer(handle)
-    writer.writerow(CSV_FIELDS)
-    row = itemgetter(*CSV_FIELDS)
+    writer.writerow(RECORD_FIELDS)
     emitted = 0
     try:
-        for item in extract_file(pcap, timeouts, max_connections, parallel=workers > 1):
-            if isinstance(item, Counters):
-                counters = item
-                break
-            records, packets = item
-            writer.writerows(map(row, records))
-            emitted += len(records)
-            if not quiet:
-                progress.update(packets, emitted)
+        for rows, progress in extract_file(pcap, timeouts, max_connections, parallel=workers > 1):
+            writer.writerows(rows)
+            emitted += len(rows)
+            if isinstance(progress, Counters):
+                counters = progress
+            elif not quiet:
+                progress_line.update(progress, emitted)
     except CaptureFileError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -84,7 +78,7 @@ def extract(
         if out:
             handle.close()
     if not quiet:
-        progress.update(counters.packets_seen, counters.connections_emitted, final=True)
+        progress_line.update(counters.packets_seen, counters.connections_emitted, final=True)
         typer.echo(_summary_text({k: v for k, v in vars(counters).items() if k != "malformed_reasons"}), err=True)
 
 

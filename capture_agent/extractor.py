@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from capture_agent.connection import Finished
 from capture_agent.decode import Malformed, decode
-from capture_agent.features import connection_record
+from capture_agent.features import connection_record, connection_row
 from capture_agent.pcap import frames
 from capture_agent.table import ConnectionTable, Timeouts
 from capture_agent.windows import TrafficWindows
@@ -103,59 +103,62 @@ class Extractor:
 
 def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> None:
     """Child process: read and track path, sending batches of plain tuples, then the counters."""
-    tracker = Tracker(timeouts, max_connections)
-    batch: list[tuple] = []
     try:
-        for frame, linktype, ts in frames(path):
-            ended = tracker.feed(frame, linktype, ts)
-            if ended:
-                batch.extend(ended)
-                if len(batch) >= BATCH:
-                    pipe.send((batch, tracker.counters.packets_seen))
-                    batch = []
-        batch.extend(tracker.finish())
-        pipe.send((batch, tracker.counters.packets_seen))
-        pipe.send(asdict(tracker.counters))
+        for batch, packets in _tracked_batches(path, timeouts, max_connections):
+            pipe.send(([tuple(conn) for conn in batch], packets))
     except Exception as err:  # reported in the parent
         pipe.send(err)
     finally:
         pipe.close()
 
 
-def extract_file(path: Path, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
-                 parallel: bool = True) -> Iterator[tuple[list[dict[str, Any]], int] | Counters]:
-    """Records of a capture file in batches, each with the packets read so far; the Counters last.
+def _tracked_batches(path: Path, timeouts: Timeouts, max_connections: int) -> Iterator[tuple[list, int | Counters]]:
+    """(ended connections, packets read so far) in batches; the last item carries the Counters."""
+    tracker = Tracker(timeouts, max_connections)
+    batch: list[Finished] = []
+    for frame, linktype, ts in frames(path):
+        ended = tracker.feed(frame, linktype, ts)
+        if ended:
+            batch.extend(ended)
+            if len(batch) >= BATCH:
+                yield batch, tracker.counters.packets_seen
+                batch = []
+    batch.extend(tracker.finish())
+    yield batch, tracker.counters
 
-    parallel: track connections in a child process while this one computes features.
-    """
-    if not parallel:
-        extractor = Extractor(timeouts, max_connections)
-        for frame, linktype, ts in frames(path):
-            records = extractor.feed(frame, linktype, ts)
-            if records:
-                yield records, extractor.counters.packets_seen
-        yield extractor.finish(), extractor.counters.packets_seen
-        yield extractor.counters
-        return
+
+def _received_batches(path: Path, timeouts: Timeouts, max_connections: int) -> Iterator[tuple[list, int | Counters]]:
+    """The same batches (as plain tuples), tracked by a child process (fork) while the caller
+    computes features."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_track_file, args=(path, timeouts, max_connections, sender), daemon=True)
     child.start()
     sender.close()
-    windows = TrafficWindows()
     try:
         while True:
             message = receiver.recv()
             if isinstance(message, Exception):
                 raise message
-            if isinstance(message, dict):
-                reasons = message.pop("malformed_reasons")
-                yield Counters(**message, malformed_reasons=reasons)
+            batch, progress = message
+            yield batch, progress
+            if isinstance(progress, Counters):
                 return
-            batch, packets = message
-            yield [connection_record(Finished._make(conn), windows) for conn in batch], packets
     finally:
         receiver.close()
         child.join(timeout=5)
         if child.is_alive():
             child.kill()
+
+
+def extract_file(path: Path, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+                 parallel: bool = True) -> Iterator[tuple[list[tuple], int | Counters]]:
+    """Rows (RECORD_FIELDS order) of a capture file in batches, each with the packets read so far;
+    the last batch comes with the final Counters instead.
+
+    parallel: track connections in a child process while this one computes features.
+    """
+    windows = TrafficWindows()
+    batches = _received_batches if parallel else _tracked_batches
+    for batch, progress in batches(path, timeouts, max_connections):
+        yield [connection_row(conn, windows) for conn in batch], progress

@@ -10,12 +10,16 @@ from capture_agent.content import CONTENT_FEATURES, content_features
 from capture_agent.decode import ICMP, ICMPV6, TCP, UDP
 from capture_agent.services import service
 from capture_agent.windows import Entry, TrafficWindows
+from desy.schema import FEATURE_NAMES
 
 PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmp"}
 #: Endpoint fields that follow the 41 features in a record (originator first).
 ENDPOINT_FIELDS = ("src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time")
-#: Content features of a connection whose payload is not inspected (logged_in may be set after).
-NO_CONTENT = dict.fromkeys(CONTENT_FEATURES, 0)
+#: Field order of a record: the 41 features in dataset order, then the endpoints and times.
+RECORD_FIELDS = (*FEATURE_NAMES, *ENDPOINT_FIELDS)
+#: Content features of a connection whose payload is not inspected, and the same with logged_in.
+NO_CONTENT = (0,) * len(CONTENT_FEATURES)
+LOGGED_IN_ONLY = tuple(int(name == "logged_in") for name in CONTENT_FEATURES)
 
 
 def address(raw: bytes) -> str:
@@ -23,35 +27,28 @@ def address(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
-def connection_record(conn: Finished, windows: TrafficWindows) -> dict[str, Any]:
-    """Features (already in dataset order: basic, content, time window, host window) and
-    endpoints of one finished connection; updates the traffic windows."""
-    flag = conn.flag
-    icmp = conn.proto in (ICMP, ICMPV6)
-    name = service(conn.proto, conn.resp_port, conn.icmp_type, conn.icmp_code)
-    record = {
-        "duration": int(conn.last - conn.start),
-        "protocol_type": PROTOCOL_NAMES.get(conn.proto, "tcp"),
-        "service": name,
-        "flag": flag,
-        "src_bytes": conn.orig_bytes,
-        "dst_bytes": conn.resp_bytes,
-        "land": int(conn.orig == conn.resp and (icmp or conn.orig_port == conn.resp_port)),
-        "wrong_fragment": conn.wrong_fragment,
-        "urgent": conn.urgent,
-    }
-    if conn.dialect is not None:
-        record.update(content_features(conn.dialect, conn.orig_payload, conn.resp_payload, conn.established))
+def connection_row(conn: Finished | tuple, windows: TrafficWindows) -> tuple:
+    """The record's values in RECORD_FIELDS order (basic, content, time window, host window,
+    endpoints); updates the traffic windows. conn may be a Finished or a plain tuple of its fields."""
+    (proto, orig, resp, orig_port, resp_port, start, last, orig_bytes, resp_bytes, flag, urgent, wrong_fragment,
+     icmp_type, icmp_code, established, dialect, orig_payload, resp_payload) = conn
+    icmp = proto == ICMP or proto == ICMPV6
+    name = service(proto, resp_port, icmp_type, icmp_code)
+    if dialect is not None:
+        content = tuple(content_features(dialect, orig_payload, resp_payload, established).values())
+    elif proto == TCP and orig_bytes and resp_bytes and established:
+        content = LOGGED_IN_ONLY
     else:
-        record.update(NO_CONTENT)
-        if conn.proto == TCP and conn.orig_bytes and conn.resp_bytes and conn.established:
-            record["logged_in"] = 1
-    entry = Entry(conn.last, conn.resp, conn.orig_port, name, flag in SERROR_FLAGS, flag in RERROR_FLAGS)
-    windows.add(entry, record)
-    record["src_ip"] = address(conn.orig)
-    record["src_port"] = 0 if icmp else conn.orig_port
-    record["dst_ip"] = address(conn.resp)
-    record["dst_port"] = 0 if icmp else conn.resp_port
-    record["start_time"] = conn.start
-    record["end_time"] = conn.last
-    return record
+        content = NO_CONTENT
+    traffic = windows.add(Entry(last, resp, orig_port, name, flag in SERROR_FLAGS, flag in RERROR_FLAGS))
+    return (
+        int(last - start), PROTOCOL_NAMES.get(proto, "tcp"), name, flag, orig_bytes, resp_bytes,
+        int(orig == resp and (icmp or orig_port == resp_port)), wrong_fragment, urgent,
+        *content, *traffic,
+        address(orig), 0 if icmp else orig_port, address(resp), 0 if icmp else resp_port, start, last,
+    )
+
+
+def connection_record(conn: Finished, windows: TrafficWindows) -> dict[str, Any]:
+    """The record as a dict (for JSON and the server); updates the traffic windows."""
+    return dict(zip(RECORD_FIELDS, connection_row(conn, windows)))

@@ -23,9 +23,11 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import NamedTuple
 
-from desy.schema import HOST_COUNT_CAP, WINDOW_COUNT_CAP
+from desy.schema import FEATURE_NAMES, HOST_COUNT_CAP, WINDOW_COUNT_CAP
 
 TIME_WINDOW = 2.0
+#: The 19 traffic features (count ... dst_host_srv_rerror_rate), in dataset order.
+TRAFFIC_FEATURES = FEATURE_NAMES[22:]
 
 
 class Entry(NamedTuple):
@@ -79,37 +81,40 @@ class TrafficWindows:
         self.max_hosts = max_hosts
 
     def features(self, entry: Entry) -> dict[str, float | int]:
-        """Add entry to the windows and return its 19 traffic features."""
-        record: dict[str, float | int] = {}
-        self.add(entry, record)
-        return record
+        """Add entry to the windows and return its 19 traffic features by name."""
+        return dict(zip(TRAFFIC_FEATURES, self.add(entry)))
 
-    def add(self, entry: Entry, out: dict) -> None:
-        """Add entry to the windows and write its 19 traffic features into out, in dataset order."""
+    def add(self, entry: Entry) -> tuple:
+        """Add entry to the windows and return its 19 traffic features in dataset order."""
         self._slide(entry)
         host, srv = self.by_host[entry.host], self.by_service[entry.service]
         n, m = host.n, srv.n
-        out["count"] = n if n < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP
-        out["srv_count"] = m if m < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP
-        out["serror_rate"] = _pct(host.serror, n)
-        out["srv_serror_rate"] = _pct(srv.serror, m)
-        out["rerror_rate"] = _pct(host.rerror, n)
-        out["srv_rerror_rate"] = _pct(srv.rerror, m)
-        out["same_srv_rate"] = _pct(host.keys[entry.service], n)
-        out["diff_srv_rate"] = _pct(len(host.keys) - 1, n)
-        out["srv_diff_host_rate"] = _pct(m - srv.keys[entry.host], m)
+        window = (
+            n if n < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP,
+            m if m < WINDOW_COUNT_CAP else WINDOW_COUNT_CAP,
+            _pct(host.serror, n),
+            _pct(srv.serror, m),
+            _pct(host.rerror, n),
+            _pct(srv.rerror, m),
+            _pct(host.keys[entry.service], n),
+            _pct(len(host.keys) - 1, n),
+            _pct(m - srv.keys[entry.host], m),
+        )
         host, srv = self._push_rings(entry)
         n, m = host.n, srv.n
-        out["dst_host_count"] = n
-        out["dst_host_srv_count"] = m
-        out["dst_host_same_srv_rate"] = _pct(host.keys[entry.service], n)
-        out["dst_host_diff_srv_rate"] = _pct(len(host.keys) - 1, n)
-        out["dst_host_same_src_port_rate"] = _pct(host.ports[entry.src_port], n)
-        out["dst_host_srv_diff_host_rate"] = _pct(m - srv.keys[entry.host], m)
-        out["dst_host_serror_rate"] = _pct(host.serror, n)
-        out["dst_host_srv_serror_rate"] = _pct(srv.serror, m)
-        out["dst_host_rerror_rate"] = _pct(host.rerror, n)
-        out["dst_host_srv_rerror_rate"] = _pct(srv.rerror, m)
+        return (
+            *window,
+            n,
+            m,
+            _pct(host.keys[entry.service], n),
+            _pct(len(host.keys) - 1, n),
+            _pct(host.ports[entry.src_port], n),
+            _pct(m - srv.keys[entry.host], m),
+            _pct(host.serror, n),
+            _pct(srv.serror, m),
+            _pct(host.rerror, n),
+            _pct(srv.rerror, m),
+        )
 
     def _slide(self, entry: Entry) -> None:
         """Drop connections that ended more than 2 s before entry, then add entry."""
