@@ -1,0 +1,27 @@
+"""`desy demo` end to end on its own synthetic capture, with the small model as champion."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_demo_summarises_the_synthetic_capture(model_store, tmp_path):
+    uri, version = model_store
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    result = subprocess.run([sys.executable, "-m", "desy.cli", "demo", "--log-dir", str(tmp_path / "demo")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"model version {version}" in result.stdout
+    assert "top flagged talkers" in result.stdout and "192.168.10.66" in result.stdout  # the scanner
+    flows = [json.loads(line) for line in (tmp_path / "demo" / "flows.jsonl").read_text().splitlines()]
+    by_source = {}
+    for flow in flows:
+        by_source.setdefault(flow["src_ip"], []).append(flow["verdict"]["label"])
+    scan = by_source["192.168.10.66"]
+    assert len(scan) == 1024 and scan.count("attack") / len(scan) > 0.9
+    flood = [label for source, labels in by_source.items() if source.startswith("10.") for label in labels]
+    assert len(flood) == 3000 and flood.count("attack") / len(flood) > 0.9
+    assert (tmp_path / "demo" / "capture.pcap").stat().st_size > 100_000
