@@ -120,15 +120,16 @@ def summary(log_dir: Path) -> str:
     flows = [json.loads(line) for line in (log_dir / "flows.jsonl").read_text().splitlines()]
     categories = Counter(f["verdict"]["category"] for f in flows)
     attacks = [f for f in flows if f["verdict"]["label"] == "attack"]
-    talkers = Counter(f["src_ip"] for f in attacks)
     lines = [f"connections classified: {len(flows)} (attacks {len(attacks)}, "
              f"model version {flows[0]['verdict']['model_version'] if flows else '-'})", "",
              f"{'verdict':<10}{'connections':>12}"]
     lines += [f"{name:<10}{categories.get(name, 0):>12}" for name in ("normal", "dos", "probe", "r2l", "u2r")]
-    lines += ["", f"{'top flagged talkers':<22}{'attacks':>8}  categories"]
-    for source, count in talkers.most_common(5):
-        kinds = Counter(f["verdict"]["category"] for f in attacks if f["src_ip"] == source)
-        lines.append(f"{source:<22}{count:>8}  " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
+    for title, field in (("top flagged talkers", "src_ip"), ("top attacked hosts", "dst_ip")):
+        counts = Counter(f[field] for f in attacks)
+        lines += ["", f"{title:<22}{'attacks':>8}  categories"]
+        for address, count in counts.most_common(5):
+            kinds = Counter(f["verdict"]["category"] for f in attacks if f[field] == address)
+            lines.append(f"{address:<22}{count:>8}  " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
     lines += ["", f"logs: {log_dir}/traffic.txt, {log_dir}/flows.jsonl, {log_dir}/capture.pcap"]
     return "\n".join(lines)
 
