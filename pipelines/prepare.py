@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from desy import schema
 from pipelines import config
-from pipelines.dataset import read_raw, typed
+from pipelines.dataset import MissingDataError, read_raw, typed
 
 log = logging.getLogger("desy.prepare")
 
@@ -59,7 +60,10 @@ def load(name: str, directory: Path = config.PREPARED) -> pd.DataFrame:
 
 def main() -> None:
     config.setup_logging()
-    prepare(config.load_params(), config.PREPARED)
+    try:
+        prepare(config.load_params(), config.PREPARED)
+    except MissingDataError as err:
+        sys.exit(str(err))
 
 
 if __name__ == "__main__":

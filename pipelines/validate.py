@@ -20,7 +20,7 @@ from great_expectations.data_context import AbstractDataContext
 
 from desy import schema
 from pipelines import config
-from pipelines.dataset import read_raw
+from pipelines.dataset import DATA_HELP, read_raw
 
 log = logging.getLogger("desy.validate")
 
@@ -144,7 +144,9 @@ def validate_files(paths: list[Path], expected_rows: dict[str, int], docs_dir: P
 def main() -> None:
     config.setup_logging()
     params = config.load_params()
-    paths = sorted(config.data_dir(params).glob("*.txt"))
+    paths = [config.data_dir(params) / name for name in params["data"]["rows"]]
+    if not all(path.is_file() for path in paths):
+        sys.exit(DATA_HELP.format(dir=config.data_dir(params)))
     reports = validate_files(paths, params["data"]["rows"], config.DATA_DOCS)
     config.VALIDATION_FILE.parent.mkdir(parents=True, exist_ok=True)
     summary = {r.file: {"rows": r.rows, "expectations": r.expectations, "failures": [str(f) for f in r.failures]} for r in reports}
