@@ -34,7 +34,7 @@ class RunConfig:
     spool_max_bytes: int = 256 * 2**20
     pcap_max_bytes: int = 100 * 2**20
     drain_timeout: float = 10.0
-    queue_size: int = 1_000_000
+    queue_size: int = 200_000  # frames waiting for the feature thread (10 s at 20k packets/s)
 
 
 class Agent:
