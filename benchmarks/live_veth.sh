@@ -2,14 +2,15 @@
 # Live capture benchmark: tcpreplay offers PPS packets/s for SECONDS on a veth pair between two
 # network namespaces while `desy-agent run --iface` captures on the other end and classifies
 # through a local classify endpoint. Prints offered / captured / accounted packets.
-#   sudo bash benchmarks/live_veth.sh [PCAP] [PPS] [SECONDS] [SERVER_URL]
-# With no SERVER_URL, the test suite's small contract server is started inside the namespace.
+#   sudo bash benchmarks/live_veth.sh [PCAP] [PPS] [SECONDS] [SERVER]
+# SERVER "desy" (default) starts the real model server (`desy serve --workers 2`, the project's
+# champion) inside the capturing namespace; "stub" starts the tests' small contract server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PCAP=${1:-/tmp/flood1m.pcap}
 PPS=${2:-20000}
 SECONDS_=${3:-30}
-SERVER=${4:-}
+SERVER=${4:-desy}
 A=desy-bench-a; B=desy-bench-b; LOG=$(mktemp -d)
 cleanup() { ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true; }
 trap cleanup EXIT
@@ -18,18 +19,20 @@ ip netns add $A; ip netns add $B
 ip link add dva netns $A type veth peer name dvb netns $B
 for ns in $A $B; do ip -n $ns link set lo up; done
 ip -n $A link set dva up; ip -n $B link set dvb up
-if [[ -z $SERVER ]]; then
+if [[ $SERVER == stub ]]; then
   ip netns exec $A uv run python -m tests.agent.classify_server 3999 & SERVER_PID=$!
-  SERVER=http://127.0.0.1:3999
+else
+  ip netns exec $A uv run desy serve --port 3999 --workers 2 >"$LOG/server.log" 2>&1 & SERVER_PID=$!
 fi
-sleep 2
+SERVER=http://127.0.0.1:3999
+until ip netns exec $A curl -sf "$SERVER/readyz" >/dev/null; do sleep 0.5; done
 ip netns exec $A uv run desy-agent run --iface dva --server "$SERVER" --log-dir "$LOG" --drain-timeout 60 2>"$LOG/agent.err" & AGENT_PID=$!
 sleep 4
 packets=$((PPS * SECONDS_))
 ip netns exec $B tcpreplay -q -i dvb --pps "$PPS" --limit "$packets" "$PCAP" 2>&1 | grep -E "Actual|Rated|Failed" || true
 sleep 8
 kill -TERM $AGENT_PID; wait $AGENT_PID || true
-[[ -n ${SERVER_PID:-} ]] && kill $SERVER_PID 2>/dev/null || true
+kill $SERVER_PID 2>/dev/null || true; sleep 2
 captured=$(tcpdump -nr "$LOG/capture.pcap" 2>/dev/null | wc -l)
 python3 - "$LOG/summary.json" "$packets" "$captured" <<'PY'
 import json, sys
