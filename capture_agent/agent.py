@@ -110,4 +110,5 @@ class Agent:
         counters.pop("malformed_reasons")
         counters["packets_queue_dropped"] = self.queue_dropped
         counters["packets_written_pcap"] = self.pcap_log.written if self.pcap_log else 0
+        counters["packets_pcap_other_linktype"] = self.pcap_log.skipped if self.pcap_log else 0
         return counters | asdict(self.sender.counters)

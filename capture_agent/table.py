@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from capture_agent.connection import Connection
-from capture_agent.decode import ACK, ICMP, ICMPV6, SYN, TCP, UDP, Packet
+from capture_agent.decode import ACK, ICMP, ICMPV6, SYN, TCP, Packet
 from capture_agent.fragments import FragmentTracker
 
 

@@ -40,7 +40,8 @@ def has_champion() -> bool:
 
 def demo_capture(path: Path, seed: int = 7) -> Path:
     """Write a capture with normal HTTP and DNS sessions, a SYN port scan and a SYN flood."""
-    from scapy.layers.dns import DNS as DNSLayer, DNSQR, DNSRR
+    from scapy.layers.dns import DNS as DNSLayer
+    from scapy.layers.dns import DNSQR, DNSRR
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap

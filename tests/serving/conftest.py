@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from desy.demo import free_port, wait_ready
 from pipelines.evaluate import evaluate
 from pipelines.register import register
-from desy.demo import free_port, wait_ready
 from tests.conftest import ROOT, SMALL_TRAIN_PARAMS
 
 TOKEN = "test-token-0123456789"
