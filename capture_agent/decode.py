@@ -183,6 +183,6 @@ def _transport(pkt: Packet, frame: bytes, pos: int, end: int) -> None:
         if end < pos + 4:
             raise Malformed("truncated ICMP header")
         pkt.icmp_type, pkt.icmp_code = frame[pos], frame[pos + 1]
-        pkt.payload = frame[pos + 8 : end] if end >= pos + 8 else b""
+        pkt.payload = frame[pos:end]  # NSL-KDD counts the whole ICMP message (minimum 8 bytes in the data)
     elif proto != _NO_NEXT_HEADER:
         pkt.payload = frame[pos:end]

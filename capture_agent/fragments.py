@@ -51,14 +51,15 @@ class FragmentTracker:
         datagram.last_seen = pkt.ts
         start = pkt.frag_offset
         end = start + (len(pkt.payload) if start else pkt.ip_payload_len)
-        faults = self._faults(datagram, start, end, pkt.more_fragments)
+        limit = MAX_DATAGRAM - (20 if pkt.version == 4 else 0)  # IPv4 counts its header in the 65,535
+        faults = self._faults(datagram, start, end, pkt.more_fragments, limit)
         datagram.ranges.append((start, end))
         if not pkt.more_fragments:
             datagram.complete = True
         return datagram, faults
 
     @staticmethod
-    def _faults(datagram: Datagram, start: int, end: int, more: bool) -> int:
+    def _faults(datagram: Datagram, start: int, end: int, more: bool, limit: int) -> int:
         faults = 0
         if any(start < r_end and r_start < end for r_start, r_end in datagram.ranges):
             faults += 1
@@ -66,7 +67,7 @@ class FragmentTracker:
             faults += 1
         if not more and datagram.ranges and end < max(r_end for _, r_end in datagram.ranges):
             faults += 1
-        if end > MAX_DATAGRAM:
+        if end > limit:
             faults += 1
         return faults
 

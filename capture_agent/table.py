@@ -51,18 +51,14 @@ class ConnectionTable:
         if pkt.ts >= self.next_sweep:
             yield from self.expire(pkt.ts)
             self.next_sweep = pkt.ts + self.timeouts.sweep_interval
-        faults, conn_key = 0, None
+        faults = 0
         if pkt.is_fragment:
             datagram, faults = self.fragments.add(pkt)
-            if pkt.frag_offset:  # no transport header: belongs to the first fragment's connection
-                conn_key = datagram.conn_key
-                if conn_key is None:
-                    conn_key = datagram.conn_key = self._key(pkt)
-            else:
-                conn_key = datagram.conn_key = self._key(pkt)
+            if not pkt.frag_offset:
+                datagram.conn_key = self._key(pkt)
         proto = pkt.proto
-        if proto == TCP and pkt.frag_offset:
-            self._tcp_fragment(pkt, faults, conn_key)
+        if pkt.frag_offset:  # no transport header: only faults, for the first fragment's connection
+            yield from self._later_fragment(pkt, datagram, faults)
         elif proto == TCP:
             yield from self._tcp(pkt, faults)
         elif proto in (ICMP, ICMPV6) and not pkt.is_fragment:
@@ -70,7 +66,7 @@ class ConnectionTable:
             conn.add(pkt, True)
             yield conn
         else:
-            yield from self._datagram(pkt, faults, conn_key)
+            yield from self._datagram(pkt, faults)
         if len(self) > self.max_connections:
             yield self._evict()
 
@@ -105,21 +101,28 @@ class ConnectionTable:
             del self.attempts[conn.key]
             self.active[conn.key] = conn
 
-    def _tcp_fragment(self, pkt: Packet, faults: int, conn_key: tuple) -> None:
-        """A later fragment of a TCP segment: bytes and faults go to the first fragment's connection."""
-        conn = self.attempts.get(conn_key) or self.active.get(conn_key) or self.closing.get(conn_key)
+    def _later_fragment(self, pkt: Packet, datagram, faults: int) -> Iterator[Connection]:
+        """A fragment after the first adds its faults (not its bytes: NSL-KDD counts a fragmented
+        datagram by its first fragment, e.g. 1480 bytes for every ping of death) to the first
+        fragment's connection; it becomes a connection of its own if that was never seen."""
+        key = datagram.conn_key
+        if key is None:
+            key = datagram.conn_key = self._key(pkt)
+        rkey = (key[2], key[3], key[0], key[1], key[4]) if len(key) == 5 else key
+        conn, _, table = self._find(key, rkey, self.attempts, self.active, self.closing, self.udp)
         if conn is None:
-            return
+            conn = Connection(key, pkt)
+            conn.orig_pkts = 1
+            table = self.udp
+            table[key] = conn
         conn.wrong_fragment += faults
         conn.last = pkt.ts
-        if conn.key[0] == pkt.src:
-            conn.orig_bytes += len(pkt.payload)
-        else:
-            conn.resp_bytes += len(pkt.payload)
+        if pkt.proto in (ICMP, ICMPV6) and not pkt.more_fragments and table is self.udp:
+            del self.udp[conn.key]  # the datagram's last fragment ends the ICMP message
+            yield conn
 
-    def _datagram(self, pkt: Packet, faults: int, conn_key: tuple | None) -> Iterator[Connection]:
-        if conn_key is None:
-            conn_key = self._key(pkt)
+    def _datagram(self, pkt: Packet, faults: int) -> Iterator[Connection]:
+        conn_key = self._key(pkt)
         rkey = (conn_key[2], conn_key[3], conn_key[0], conn_key[1], conn_key[4]) if len(conn_key) == 5 else conn_key
         conn, from_orig, _ = self._find(conn_key, rkey, self.udp)
         if conn is None:
@@ -130,13 +133,9 @@ class ConnectionTable:
             self.udp.move_to_end(conn.key)
         conn.add(pkt, from_orig)
         conn.wrong_fragment += faults
-        if pkt.proto in (ICMP, ICMPV6):
-            if pkt.icmp_type >= 0:
-                conn.icmp_type, conn.icmp_code = pkt.icmp_type, pkt.icmp_code
-            if not pkt.more_fragments:  # the datagram's last fragment ends the ICMP message
-                del self.udp[conn.key]
-                yield conn
-        return
+        if pkt.proto in (ICMP, ICMPV6) and not pkt.more_fragments:  # an unfragmented ICMP message ends at once
+            del self.udp[conn.key]
+            yield conn
 
     @staticmethod
     def _find(key: tuple, rkey: tuple, *tables: OrderedDict) -> tuple[Connection | None, bool, OrderedDict | None]:

@@ -81,7 +81,9 @@ def test_teardrop_counts_three_wrong_fragments():
     fragments = [r for r in records if r["wrong_fragment"]]
     assert len(fragments) == 1
     assert fragments[0]["wrong_fragment"] == 3 and fragments[0]["protocol_type"] == "udp"
-    assert {r["service"] for r in records if not r["wrong_fragment"]} == {"eco_i", "ecr_i", "domain_u"}
+    assert fragments[0]["src_bytes"] == 28  # as all 892 teardrop records: the first fragment's UDP payload
+    pings = {r["service"]: r["src_bytes"] for r in records if r["protocol_type"] == "icmp"}
+    assert pings == {"eco_i": 64, "ecr_i": 64}  # whole ICMP message: 8-byte header + 56 data bytes
 
 
 def test_two_way_flag_combinations_reach_every_state():
