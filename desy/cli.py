@@ -54,7 +54,11 @@ def serve(
         typer.echo(f"error: refusing to listen on {host} without a token: set DESY_API_TOKEN (or --token), "
                    "or pass --insecure to accept unauthenticated requests from the network", err=True)
         raise typer.Exit(2)
-    bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
+    beside = Path(sys.executable).with_name("bentoml")  # the bentoml of this environment first
+    bentoml = str(beside) if beside.exists() else shutil.which("bentoml")
+    if bentoml is None:
+        typer.echo("error: bentoml is not installed: `uv sync --extra serve` (or `make setup`)", err=True)
+        raise typer.Exit(2)
     env = dict(os.environ, DESY_WORKERS=str(workers), DESY_MAX_BODY_BYTES=str(max_body_mb * 2**20),
                MLFLOW_TRACKING_URI=absolute_store(tracking_uri()), BENTOML_DO_NOT_TRACK="true")
     if token:
