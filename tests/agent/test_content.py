@@ -49,3 +49,13 @@ def test_http_request_is_logged_in_and_unknown_service_is_not_inspected():
     assert (http["logged_in"], http["hot"]) == (1, 1)
     other = conversation(9999, [("c", b"GET /cgi-bin/x HTTP/1.0\r\n\r\n"), ("s", b"HTTP/1.0 200 OK\r\n\r\n")])
     assert (other["service"], other["logged_in"], other["hot"]) == ("other", 1, 0)
+
+
+def test_ftp_hot_counts_transfers_up_to_30():
+    lines = [("s", b"220 ready\r\n"), ("c", b"USER bob\r\n"), ("s", b"331 ok\r\n"), ("c", b"PASS pw\r\n"),
+             ("s", b"230 Login successful.\r\n")]
+    for index in range(40):
+        lines += [("c", b"PORT 10,1,0,1,4,%d\r\n" % index), ("s", b"200 ok\r\n"), ("c", b"RETR file%d\r\n" % index),
+                  ("s", b"226 done\r\n")]
+    record = conversation(21, lines)
+    assert (record["hot"], record["logged_in"], record["is_guest_login"]) == (30, 1, 0)
