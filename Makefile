@@ -1,5 +1,7 @@
 # DeSy developer commands. `make demo` shows DeSy working; `make test` runs the test suite.
 SHELL := /bin/bash
+# pip installs uv into this Python's scripts directory: make sure it is on PATH.
+export PATH := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$(PATH)
 UV ?= uv
 PCAP ?=
 IFACE ?=
@@ -7,7 +9,7 @@ IFACE ?=
 .PHONY: setup repro test bench mlflow-ui demo serve clean
 
 setup:  ## install uv if missing, the locked environment with every extra, and NSL-KDD
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --break-system-packages uv
 	$(UV) sync --frozen --all-extras
 	$(UV) run dvc pull --quiet data.dvc || { $(UV) run python -c "from pipelines.dataset import DATA_HELP; print(DATA_HELP.format(dir='data/nsl-kdd'))"; exit 1; }
 
