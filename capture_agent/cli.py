@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import logging
@@ -19,6 +18,10 @@ from capture_agent.extractor import Counters, Extractor, extract_file
 from capture_agent.features import RECORD_FIELDS
 from capture_agent.pcap import CaptureFileError, frames
 from capture_agent.table import Timeouts
+
+#: One CSV line per record. No value ever needs quoting (numbers, addresses, service and flag
+#: names), and %-formatting is a third faster than the csv module on the hot path.
+CSV_LINE = ",".join(["%s"] * len(RECORD_FIELDS)) + "\n"
 
 app = typer.Typer(help="DeSy capture agent: live traffic or pcaps → 41 NSL-KDD features → verdicts.", no_args_is_help=True)
 
@@ -60,12 +63,11 @@ def extract(
     quiet_gc()
     progress_line = Progress()
     handle = out.open("w", newline="") if out else sys.stdout
-    writer = csv.writer(handle)
-    writer.writerow(RECORD_FIELDS)
+    handle.write(",".join(RECORD_FIELDS) + "\n")
     emitted = 0
     try:
         for rows, progress in extract_file(pcap, timeouts, max_connections, parallel=workers > 1):
-            writer.writerows(rows)
+            handle.writelines([CSV_LINE % row for row in rows])
             emitted += len(rows)
             if isinstance(progress, Counters):
                 counters = progress
