@@ -21,6 +21,7 @@ from capture_agent.extractor import Extractor
 from capture_agent.logs import FlowLogs, PcapLog
 
 log = logging.getLogger("desy.agent")
+REPORT_INTERVAL = 10.0  # seconds between progress lines
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Agent:
         self.sender.start()
         reader = threading.Thread(target=self._read, args=(source,), name="desy-reader", daemon=True)
         reader.start()
-        last_tick = time.monotonic()
+        last_tick = last_report = time.monotonic()
         while not (self.reader_done.is_set() and self.frames.empty()):
             try:
                 frame, linktype, ts = self.frames.get(timeout=0.5)
@@ -74,6 +75,9 @@ class Agent:
             if self.live and time.monotonic() - last_tick >= 1.0:  # idle timeouts on a quiet link
                 last_tick = time.monotonic()
                 self._emit(self.extractor.tick(time.time()))
+            if time.monotonic() - last_report >= REPORT_INTERVAL:
+                last_report = time.monotonic()
+                self._report()
         self._emit(self.extractor.finish())
         reader.join()
         self.sender.close(self.config.drain_timeout)
@@ -99,6 +103,12 @@ class Agent:
             log.exception("capture source failed")
         finally:
             self.reader_done.set()
+
+    def _report(self) -> None:
+        """A progress line: packets, connections, verdicts so far."""
+        c, sent = self.extractor.counters, self.sender.counters
+        log.info("%d packets, %d connections, %d classified, %d spooled, %d frames queued",
+                 c.packets_seen, c.connections_emitted, sent.flows_classified, sent.flows_spooled, self.frames.qsize())
 
     def _emit(self, records: list[dict[str, Any]]) -> None:
         for record in records:
