@@ -1,14 +1,18 @@
 """`desy-agent run`: capture → connections → features → server, with local logs.
 
-Three threads, so the capture is never held up: the reader drains the socket (or pcap) into a
-queue and writes capture.pcap; the main thread turns frames into connection records; the
-sender batches records to the server and writes traffic.txt / flows.jsonl as verdicts arrive.
+Two processes, so that neither the capture nor the features wait on HTTP or log writing:
+- this process: a reader thread drains the socket (or pcap) into a queue and writes capture.pcap;
+  the main thread turns frames into connection rows and sends them, in lists, to
+- the sender process, which batches them to the server (spooling when it is down) and writes
+  traffic.txt and flows.jsonl as verdicts arrive.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -18,10 +22,13 @@ from typing import Any
 
 from capture_agent.client import ClassifyClient, Sender, Spool
 from capture_agent.extractor import Extractor
+from capture_agent.features import RECORD_FIELDS
 from capture_agent.logs import FlowLogs, PcapLog
 
 log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
+FLOW_FIELDS = (*RECORD_FIELDS, "agent_id")
+ROWS_PER_MESSAGE = 256  # rows sent to the sender process at a time (or every 0.2 s)
 
 
 @dataclass
@@ -35,7 +42,24 @@ class RunConfig:
     spool_max_bytes: int = 256 * 2**20
     pcap_max_bytes: int = 100 * 2**20
     drain_timeout: float = 10.0
-    queue_size: int = 200_000  # frames waiting for the feature thread (10 s at 20k packets/s)
+    queue_size: int = 200_000  # live: frames waiting for the feature thread (10 s at 20k packets/s)
+    pending_messages: int = 400  # lists of rows waiting for the sender process (~100k flows)
+
+
+def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
+    """The sender process: classify rows from inbox, log verdicts, report counters on results."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    flow_logs = FlowLogs(config.log_dir)
+    client = ClassifyClient(config.server, config.token)
+    sender = Sender(client, Spool(config.log_dir / "spool", config.spool_max_bytes), flow_logs.write_batch,
+                    inbox, FLOW_FIELDS, config.batch_size, config.batch_interval)
+    try:
+        counters = sender.run(config.drain_timeout)
+    finally:
+        flow_logs.close()
+        client.close()
+    results.send(asdict(counters))
 
 
 class Agent:
@@ -45,15 +69,21 @@ class Agent:
         self.config = config
         self.live = live
         self.extractor = extractor
-        self.frames: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        # Live capture never waits: a full queue drops the frame and counts it. A pcap replay waits
+        # instead (nothing is lost) and reads only a little ahead.
+        self.frames: queue.Queue = queue.Queue(maxsize=config.queue_size if live else 10_000)
         self.queue_dropped = 0
         self.stopping = threading.Event()
         self.reader_done = threading.Event()
         config.log_dir.mkdir(parents=True, exist_ok=True)
-        self.flow_logs = FlowLogs(config.log_dir)
-        self.client = ClassifyClient(config.server, config.token)
-        self.sender = Sender(self.client, Spool(config.log_dir / "spool", config.spool_max_bytes), self.flow_logs.write_batch,
-                             config.batch_size, config.batch_interval)
+        context = multiprocessing.get_context("fork")
+        self.outbox = context.Queue(maxsize=config.pending_messages)
+        self.results, results = context.Pipe(duplex=False)
+        self.sender = context.Process(target=_sender_main, args=(config, self.outbox, results),
+                                      name="desy-sender", daemon=True)
+        self.pending: list[tuple] = []
+        self.sent_at = time.monotonic()
+        self.send_counters: dict[str, int] = {}
         self.pcap_log: PcapLog | None = None
 
     def stop(self) -> None:
@@ -61,30 +91,36 @@ class Agent:
 
     def run(self, source: Iterator[tuple[bytes, int, float]]) -> dict[str, Any]:
         """Process the source until it ends or stop() is called; returns the exit counters."""
-        self.sender.start()
+        self.sender.start()  # forked before any thread of ours exists
         reader = threading.Thread(target=self._read, args=(source,), name="desy-reader", daemon=True)
         reader.start()
         last_tick = last_report = time.monotonic()
         while not (self.reader_done.is_set() and self.frames.empty()):
             try:
-                frame, linktype, ts = self.frames.get(timeout=0.5)
+                frame, linktype, ts = self.frames.get(timeout=0.2)
             except queue.Empty:
                 frame = None
             if frame is not None:
                 self._emit(self.extractor.feed(frame, linktype, ts))
-            if self.live and time.monotonic() - last_tick >= 1.0:  # idle timeouts on a quiet link
-                last_tick = time.monotonic()
+            now = time.monotonic()
+            if self.live and now - last_tick >= 1.0:  # idle timeouts on a quiet link
+                last_tick = now
                 self._emit(self.extractor.tick(time.time()))
-            if time.monotonic() - last_report >= REPORT_INTERVAL:
-                last_report = time.monotonic()
+            if self.pending and now - self.sent_at >= 0.2:
+                self._flush()
+            if now - last_report >= REPORT_INTERVAL:
+                last_report = now
                 self._report()
         self._emit(self.extractor.finish())
+        self._flush()
         reader.join()
-        self.sender.close(self.config.drain_timeout)
         if self.pcap_log:
             self.pcap_log.close()
-        self.flow_logs.close()
-        self.client.close()
+        self.outbox.put(None)
+        self.send_counters = self.results.recv() if self.results.poll(self.config.drain_timeout + 120) else {}
+        self.sender.join(timeout=30)
+        if not self.send_counters:
+            log.error("the sender process did not report; see its messages above")
         return self.summary()
 
     def _read(self, source: Iterator[tuple[bytes, int, float]]) -> None:
@@ -94,7 +130,7 @@ class Agent:
                     self.pcap_log = PcapLog(self.config.log_dir / "capture.pcap", linktype, self.config.pcap_max_bytes)
                 self.pcap_log.write(frame, linktype, ts)
                 try:
-                    self.frames.put_nowait((frame, linktype, ts))
+                    self.frames.put((frame, linktype, ts), block=not self.live)
                 except queue.Full:
                     self.queue_dropped += 1
                 if self.stopping.is_set():
@@ -105,15 +141,24 @@ class Agent:
             self.reader_done.set()
 
     def _report(self) -> None:
-        """A progress line: packets, connections, verdicts so far."""
-        c, sent = self.extractor.counters, self.sender.counters
-        log.info("%d packets, %d connections, %d classified, %d spooled, %d frames queued",
-                 c.packets_seen, c.connections_emitted, sent.flows_classified, sent.flows_spooled, self.frames.qsize())
+        """A progress line: packets and connections so far, frames waiting."""
+        c = self.extractor.counters
+        log.info("%d packets, %d connections, %d frames queued, %d frames dropped", c.packets_seen,
+                 c.connections_emitted, self.frames.qsize(), self.queue_dropped)
 
-    def _emit(self, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            record["agent_id"] = self.config.agent_id
-            self.sender.submit(record)
+    def _emit(self, rows: list[tuple]) -> None:
+        if rows:
+            agent = (self.config.agent_id,)
+            self.pending.extend(row + agent for row in rows)
+            if len(self.pending) >= ROWS_PER_MESSAGE:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Hand the pending rows to the sender process (waits if it is far behind)."""
+        if self.pending:
+            self.outbox.put(self.pending)
+            self.pending = []
+        self.sent_at = time.monotonic()
 
     def summary(self) -> dict[str, Any]:
         counters = asdict(self.extractor.counters)
@@ -121,4 +166,4 @@ class Agent:
         counters["packets_queue_dropped"] = self.queue_dropped
         counters["packets_written_pcap"] = self.pcap_log.written if self.pcap_log else 0
         counters["packets_pcap_other_linktype"] = self.pcap_log.skipped if self.pcap_log else 0
-        return counters | asdict(self.sender.counters)
+        return counters | self.send_counters

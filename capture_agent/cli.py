@@ -117,7 +117,7 @@ def run(
         batch_size=batch_size, batch_interval=batch_interval, spool_max_bytes=spool_mb * 2**20,
         pcap_max_bytes=pcap_rotate_mb * 2**20, drain_timeout=drain_timeout,
     )
-    quiet_gc()
+    gc.freeze()  # leave start-up objects out of collections; keep default thresholds (httpx makes cycles)
     extractor = Extractor(Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), max_connections)
     agent = Agent(config, extractor, live=iface is not None)
     capture = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,56 +112,48 @@ class Spool:
 
 
 class Sender:
-    """A thread that batches records, classifies them and hands (records, verdicts) to on_batch."""
+    """Batches rows from `inbox` (lists of row tuples in `fields` order, then None to finish),
+    classifies them and hands (records, verdicts) to on_batch. Runs in its own process, see
+    capture_agent.agent."""
 
     def __init__(self, client: ClassifyClient, spool: Spool, on_batch: Callable[[list[Record], list[Verdict]], None],
-                 batch_size: int = 256, batch_interval: float = 1.0, max_backoff: float = 30.0) -> None:
-        self.client, self.spool, self.on_batch = client, spool, on_batch
+                 inbox: Any, fields: tuple[str, ...], batch_size: int = 256, batch_interval: float = 1.0,
+                 max_backoff: float = 30.0) -> None:
+        self.client, self.spool, self.on_batch, self.inbox, self.fields = client, spool, on_batch, inbox, fields
         self.batch_size, self.batch_interval, self.max_backoff = batch_size, batch_interval, max_backoff
         self.counters = SendCounters()
-        self.inbox: queue.Queue[Record | None] = queue.Queue()
         self.backoff = 0.0
         self.retry_at = 0.0
-        self.thread = threading.Thread(target=self._run, name="desy-sender", daemon=True)
-        self.drain_deadline: float | None = None
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def submit(self, record: Record) -> None:
-        self.inbox.put(record)
-
-    def close(self, drain_timeout: float) -> None:
-        """Send what is left; batches still unsent after drain_timeout stay in the spool."""
-        self.drain_deadline = time.monotonic() + drain_timeout
-        self.inbox.put(None)
-        self.thread.join()
-
-    def _run(self) -> None:
+    def run(self, drain_timeout: float) -> SendCounters:
+        """Until the None sentinel: batch, send, spool and retry; then keep retrying the spool for
+        drain_timeout seconds. Returns the counters."""
         batch: list[Record] = []
         started = time.monotonic()
-        closing = False
+        fields = self.fields
         while True:
-            timeout = max(0.0, self.batch_interval - (time.monotonic() - started)) if batch else self.batch_interval
+            waited = time.monotonic() - started
+            timeout = max(0.0, self.batch_interval - waited) if batch else self.batch_interval
             try:
                 item = self.inbox.get(timeout=timeout)
-                if item is None:
-                    closing = True
-                else:
-                    if not batch:
-                        started = time.monotonic()
-                    batch.append(item)
             except queue.Empty:
-                pass
-            full = len(batch) >= self.batch_size
-            due = batch and time.monotonic() - started >= self.batch_interval
-            if batch and (full or due or closing):
+                item = ()
+            if item is None:
+                break
+            if item and not batch:
+                started = time.monotonic()
+            batch.extend(dict(zip(fields, row)) for row in item)
+            while len(batch) >= self.batch_size:
+                self._send(batch[: self.batch_size])
+                batch = batch[self.batch_size :]
+            if batch and time.monotonic() - started >= self.batch_interval:
                 self._send(batch)
                 batch = []
             self._retry_spool()
-            if closing and self.inbox.empty():
-                self._drain()
-                return
+        if batch:
+            self._send(batch)
+        self._drain(time.monotonic() + drain_timeout)
+        return self.counters
 
     def _send(self, batch: list[Record]) -> None:
         if self.spool.pending() or time.monotonic() < self.retry_at:
@@ -219,9 +210,8 @@ class Sender:
             path.unlink()
             self._deliver(flows, verdicts)
 
-    def _drain(self) -> None:
-        """Retry the spool until it is empty or the drain deadline passes."""
-        deadline = self.drain_deadline or 0.0
+    def _drain(self, deadline: float) -> None:
+        """Retry the spool until it is empty or the deadline passes."""
         while self.spool.pending() and time.monotonic() < deadline:
             time.sleep(max(0.0, min(self.retry_at, deadline) - time.monotonic()))
             self._retry_spool()

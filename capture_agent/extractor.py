@@ -12,11 +12,10 @@ import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from capture_agent.connection import Finished
 from capture_agent.decode import Malformed, decode
-from capture_agent.features import connection_record, connection_row
+from capture_agent.features import connection_row
 from capture_agent.pcap import frames
 from capture_agent.table import ConnectionTable, Timeouts
 from capture_agent.windows import TrafficWindows
@@ -75,7 +74,8 @@ class Tracker:
 
 
 class Extractor:
-    """Both stages in the calling thread: feed frames in time order, collect records as connections end."""
+    """Both stages in the calling thread: feed frames in time order, collect the rows
+    (RECORD_FIELDS order) of connections as they end."""
 
     def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144) -> None:
         self.tracker = Tracker(timeouts, max_connections)
@@ -85,20 +85,21 @@ class Extractor:
     def counters(self) -> Counters:
         return self.tracker.counters
 
-    def feed(self, frame: bytes, linktype: int, ts: float) -> list[dict[str, Any]]:
-        """Process one captured frame; returns the records of connections that ended."""
-        return self._records(self.tracker.feed(frame, linktype, ts))
+    def feed(self, frame: bytes, linktype: int, ts: float) -> list[tuple]:
+        """Process one captured frame; returns the rows of connections that ended."""
+        return self._rows(self.tracker.feed(frame, linktype, ts))
 
-    def tick(self, now: float) -> list[dict[str, Any]]:
-        """Records of connections idle past their timeout at time now (for a quiet live link)."""
-        return self._records(self.tracker.tick(now))
+    def tick(self, now: float) -> list[tuple]:
+        """Rows of connections idle past their timeout at time now (for a quiet live link)."""
+        return self._rows(self.tracker.tick(now))
 
-    def finish(self) -> list[dict[str, Any]]:
-        """Records of every connection still open (end of input or shutdown)."""
-        return self._records(self.tracker.finish())
+    def finish(self) -> list[tuple]:
+        """Rows of every connection still open (end of input or shutdown)."""
+        return self._rows(self.tracker.finish())
 
-    def _records(self, ended: list[Finished]) -> list[dict[str, Any]]:
-        return [connection_record(conn, self.windows) for conn in ended]
+    def _rows(self, ended: list[Finished]) -> list[tuple]:
+        windows = self.windows
+        return [connection_row(conn, windows) for conn in ended]
 
 
 def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from capture_agent.connection import RERROR_FLAGS, SERROR_FLAGS, Finished
 from capture_agent.content import CONTENT_FEATURES, content_features
@@ -47,8 +46,3 @@ def connection_row(conn: Finished | tuple, windows: TrafficWindows) -> tuple:
         *content, *traffic,
         address(orig), 0 if icmp else orig_port, address(resp), 0 if icmp else resp_port, start, last,
     )
-
-
-def connection_record(conn: Finished, windows: TrafficWindows) -> dict[str, Any]:
-    """The record as a dict (for JSON and the server); updates the traffic windows."""
-    return dict(zip(RECORD_FIELDS, connection_row(conn, windows)))

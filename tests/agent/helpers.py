@@ -9,6 +9,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
 from capture_agent.extractor import Extractor
+from capture_agent.features import RECORD_FIELDS
 from capture_agent.pcap import frames
 
 CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
@@ -32,21 +33,25 @@ def icmp(src: str, dst: str, kind: int = 8, payload: bytes = b"x" * 32, t: float
     return pkt
 
 
+def records(rows: list[tuple]) -> list[dict]:
+    return [dict(zip(RECORD_FIELDS, row)) for row in rows]
+
+
 def extract_packets(packets) -> list[dict]:
-    """Run scapy packets through the extractor as raw Ethernet frames, in order."""
+    """Run scapy packets through the extractor as raw Ethernet frames, in order; records as dicts."""
     extractor = Extractor()
-    records = []
+    rows = []
     for pkt in packets:
-        records += extractor.feed(bytes(pkt), 1, float(pkt.time))
-    return records + extractor.finish()
+        rows += extractor.feed(bytes(pkt), 1, float(pkt.time))
+    return records(rows + extractor.finish())
 
 
 def extract_file(path: Path) -> tuple[list[dict], Extractor]:
     extractor = Extractor()
-    records = []
+    rows = []
     for frame, linktype, ts in frames(path):
-        records += extractor.feed(frame, linktype, ts)
-    return records + extractor.finish(), extractor
+        rows += extractor.feed(frame, linktype, ts)
+    return records(rows + extractor.finish()), extractor
 
 
 def write_pcap(path: Path, packets) -> Path:
