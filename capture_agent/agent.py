@@ -22,12 +22,12 @@ from typing import Any
 
 from capture_agent.client import ClassifyClient, Sender, Spool
 from capture_agent.extractor import Extractor
-from capture_agent.features import RECORD_FIELDS
 from capture_agent.logs import FlowLogs, PcapLog
+from desy.schema import FEATURE_NAMES, FLOW_CONTEXT_FIELDS
 
 log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
-FLOW_FIELDS = (*RECORD_FIELDS, "agent_id")
+FLOW_FIELDS = (*FEATURE_NAMES, *FLOW_CONTEXT_FIELDS)
 ROWS_PER_MESSAGE = 256  # rows sent to the sender process at a time (or every 0.2 s)
 
 

@@ -46,7 +46,7 @@ class Connection:
 
     __slots__ = (
         "key", "orig", "resp", "orig_port", "resp_port", "proto", "version", "start", "last",
-        "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts", "history", "urgent", "wrong_fragment",
+        "orig_bytes", "resp_bytes", "history", "urgent", "wrong_fragment",
         "icmp_type", "icmp_code", "seq_base", "seq_top", "dialect", "orig_data", "resp_data",
     )
 
@@ -58,7 +58,7 @@ class Connection:
             self.orig, self.resp, self.orig_port, self.resp_port = pkt.src, pkt.dst, pkt.sport, pkt.dport
         self.proto, self.version = pkt.proto, pkt.version
         self.start = self.last = pkt.ts
-        self.orig_bytes = self.resp_bytes = self.orig_pkts = self.resp_pkts = 0
+        self.orig_bytes = self.resp_bytes = 0
         self.history = self.urgent = self.wrong_fragment = 0
         self.icmp_type, self.icmp_code = pkt.icmp_type, pkt.icmp_code
         self.seq_base: list[int | None] = [None, None]  # per direction: 0 originator, 1 responder
@@ -75,10 +75,8 @@ class Connection:
         else:
             new_bytes = len(pkt.payload)
         if from_orig:
-            self.orig_pkts += 1
             self.orig_bytes += new_bytes
         else:
-            self.resp_pkts += 1
             self.resp_bytes += new_bytes
         if new_bytes and self.orig_data is not None:
             self._keep(pkt.payload[-new_bytes:], from_orig)

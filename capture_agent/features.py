@@ -9,11 +9,9 @@ from capture_agent.content import CONTENT_FEATURES, content_features
 from capture_agent.decode import ICMP, ICMPV6, TCP, UDP
 from capture_agent.services import service
 from capture_agent.windows import Entry, TrafficWindows
-from desy.schema import FEATURE_NAMES
+from desy.schema import ENDPOINT_FIELDS, FEATURE_NAMES
 
 PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmp"}
-#: Endpoint fields that follow the 41 features in a record (originator first).
-ENDPOINT_FIELDS = ("src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time")
 #: Field order of a record: the 41 features in dataset order, then the endpoints and times.
 RECORD_FIELDS = (*FEATURE_NAMES, *ENDPOINT_FIELDS)
 #: Content features of a connection whose payload is not inspected, and the same with logged_in.

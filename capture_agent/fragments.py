@@ -27,7 +27,6 @@ class Datagram:
     ranges: list[tuple[int, int]] = field(default_factory=list)
     conn_key: tuple | None = None
     last_seen: float = 0.0
-    complete: bool = False
 
 
 class FragmentTracker:
@@ -54,8 +53,6 @@ class FragmentTracker:
         limit = MAX_DATAGRAM - (20 if pkt.version == 4 else 0)  # IPv4 counts its header in the 65,535
         faults = self._faults(datagram, start, end, pkt.more_fragments, limit)
         datagram.ranges.append((start, end))
-        if not pkt.more_fragments:
-            datagram.complete = True
         return datagram, faults
 
     @staticmethod

@@ -9,9 +9,6 @@ from typing import Any, TextIO
 
 from scapy.utils import RawPcapWriter
 
-from capture_agent.features import ENDPOINT_FIELDS
-from desy.schema import FEATURE_NAMES
-
 
 class PcapLog:
     """Raw packets to capture.pcap; when it passes max_bytes it becomes capture.pcap.1 (keeping
@@ -85,9 +82,7 @@ class FlowLogs:
         """Log a classified batch and flush, so the files are complete at every batch boundary."""
         for record, verdict in zip(records, verdicts):
             self.text.write(traffic_line(record, verdict))
-            entry = {key: record[key] for key in (*FEATURE_NAMES, *ENDPOINT_FIELDS, "agent_id")}
-            entry["verdict"] = verdict
-            self.jsonl.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self.jsonl.write(json.dumps(dict(record, verdict=verdict), separators=(",", ":")) + "\n")
         self.text.flush()
         self.jsonl.flush()
 

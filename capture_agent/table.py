@@ -112,7 +112,6 @@ class ConnectionTable:
         conn, _, table = self._find(key, rkey, self.attempts, self.active, self.closing, self.udp)
         if conn is None:
             conn = Connection(key, pkt)
-            conn.orig_pkts = 1
             table = self.udp
             table[key] = conn
         conn.wrong_fragment += faults

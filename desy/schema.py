@@ -122,10 +122,10 @@ LABEL_CATEGORY: Final[dict[str, str]] = {
 }
 LABELS: Final[tuple[str, ...]] = tuple(sorted(LABEL_CATEGORY))
 
+#: Endpoints and times of a connection (originator first), after the 41 features in a record.
+ENDPOINT_FIELDS: Final[tuple[str, ...]] = ("src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time")
 #: Endpoint and provenance fields that travel with the 41 features in a flow record.
-FLOW_CONTEXT_FIELDS: Final[tuple[str, ...]] = (
-    "src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time", "agent_id",
-)
+FLOW_CONTEXT_FIELDS: Final[tuple[str, ...]] = (*ENDPOINT_FIELDS, "agent_id")
 
 
 def category_of(label: str) -> str:

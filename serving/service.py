@@ -34,7 +34,6 @@ UNKNOWN_VALUES = bentoml.metrics.Counter(
     labelnames=["feature"])
 
 _VOCABULARY = {name: frozenset(values) for name, values in schema.CATEGORICAL.items()}
-_CATEGORICAL_INDEX = [schema.FEATURE_NAMES.index(name) for name in schema.CATEGORICAL_FEATURES]
 
 
 @bentoml.service(
