@@ -6,7 +6,7 @@ UV ?= uv
 PCAP ?=
 IFACE ?=
 
-.PHONY: setup repro test bench mlflow-ui demo serve clean
+.PHONY: setup repro lab test bench mlflow-ui demo serve clean
 
 setup:  ## install uv if missing, the locked environment with every extra, and NSL-KDD
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --break-system-packages uv
@@ -15,6 +15,11 @@ setup:  ## install uv if missing, the locked environment with every extra, and N
 
 repro: setup  ## run the training pipeline (validate, prepare, train, evaluate, register)
 	$(UV) run dvc repro
+
+lab: setup  ## regenerate lab/flows.csv with real servers, clients and attack tools (root; ~30 min)
+	apt-get install -y -qq --no-install-recommends $$(cat lab/apt-packages.txt)
+	$(UV) run python -m lab run
+	$(UV) run dvc commit -f lab
 
 test: setup  ## the whole test suite
 	$(UV) run pytest

@@ -26,19 +26,26 @@ class Verdicts:
     category: np.ndarray
 
 
-def decide(probabilities: np.ndarray, classes: Sequence[str], threshold: float) -> Verdicts:
+Threshold = float | Mapping[str, float]
+
+
+def decide(probabilities: np.ndarray, classes: Sequence[str], threshold: Threshold) -> Verdicts:
     """Verdicts from per-category probabilities.
 
-    attack probability = 1 - P(normal); a record is an attack when that reaches the threshold,
-    and its category is then the most probable attack category.
+    attack probability = 1 - P(normal); the candidate category is the most probable attack
+    category. A record is an attack when its attack probability reaches the threshold: one
+    number, or one per attack category (the candidate's).
     """
     classes = list(classes)
     normal = classes.index("normal")
     attack_probability = 1.0 - probabilities[:, normal]
-    is_attack = attack_probability >= threshold
     attack_scores = probabilities.copy()
     attack_scores[:, normal] = -1.0
-    best_attack = np.asarray(classes, dtype=object)[attack_scores.argmax(axis=1)]
+    best = attack_scores.argmax(axis=1)
+    best_attack = np.asarray(classes, dtype=object)[best]
+    if isinstance(threshold, Mapping):
+        threshold = np.asarray([threshold.get(name, np.inf) for name in classes])[best]
+    is_attack = attack_probability >= threshold
     category = np.where(is_attack, best_attack, "normal")
     return Verdicts(is_attack=is_attack, attack_probability=attack_probability, category=category)
 
@@ -66,7 +73,7 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.classes: list[str] = list(meta["classes"])
-        self.threshold = float(meta["threshold"])
+        self.threshold: Threshold = meta["threshold"]
         self._proba_output = self.session.get_outputs()[1].name
 
     @classmethod

@@ -22,9 +22,11 @@ VALIDATION_FILE = REPORTS / "validation.json"
 REGISTRY_FILE = REPORTS / "registry.json"
 DEFAULT_TRACKING_URI = f"sqlite:///{(ROOT / 'mlruns' / 'mlflow.db').as_posix()}"
 
-#: Names of the prepared tables, in the order stages process them.
-SPLITS = ("train", "validation", "kddtest_plus", "kddtest_21")
-TEST_SETS = ("kddtest_plus", "kddtest_21")
+#: The lab's splits (whole scenario runs each) and the names of every prepared table.
+LAB_SPLITS = ("lab_train", "lab_validation", "lab_test")
+SPLITS = ("train", "validation", "kddtest_plus", "kddtest_21", *LAB_SPLITS)
+#: Test sets, by the names metrics.json uses, and the prepared table each reads.
+TEST_SETS = {"kddtest_plus": "kddtest_plus", "kddtest_21": "kddtest_21", "lab": "lab_test"}
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -36,6 +38,12 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 def data_dir(params: dict[str, Any]) -> Path:
     """Directory holding the raw NSL-KDD files."""
     return ROOT / params["data"]["dir"]
+
+
+def flow_tables(params: dict[str, Any]) -> list[Path]:
+    """The lab's labelled table and the operators' own (every CSV in the site directory)."""
+    site = ROOT / params["site"]["dir"]
+    return [ROOT / params["lab"]["table"], *sorted(site.glob("*.csv"))]
 
 
 def setup_logging() -> None:

@@ -1,4 +1,4 @@
-"""Stage 4: report the model on KDDTest+ and KDDTest-21 (never used for tuning).
+"""Stage 4: report the model on KDDTest+, KDDTest-21 and the lab's test runs (never used for tuning).
 
 Writes reports/metrics.json, DVC plot data under reports/plots/ and PNG figures under
 reports/figures/ (also logged to MLflow by the register stage).
@@ -43,6 +43,7 @@ def score(frame: pd.DataFrame, result: Verdicts) -> dict[str, Any]:
     """
     truth = frame["is_attack"].to_numpy()
     flagged = result.is_attack.astype(int)
+    right_category = result.category == frame["category"].to_numpy()
     by_category = {}
     for category in schema.CATEGORIES:
         mask = (frame["category"] == category).to_numpy()
@@ -57,18 +58,41 @@ def score(frame: pd.DataFrame, result: Verdicts) -> dict[str, Any]:
         "f1": round(float(skm.f1_score(truth, flagged, zero_division=0)), 6),
         "roc_auc": round(float(skm.roc_auc_score(truth, result.attack_probability)), 6),
         "false_alarm_rate": round(float(flagged[truth == 0].mean()), 6),
-        "category_accuracy": round(float((result.category == frame["category"].to_numpy()).mean()), 6),
+        "detection_rate": round(float(flagged[truth == 1].mean()), 6),
+        "category_accuracy": round(float(right_category.mean()), 6),
+        "attack_category_accuracy": round(float(right_category[truth == 1].mean()), 6),
         "recall_by_category": by_category,
     }
 
 
+def by_family(frame: pd.DataFrame, result: Verdicts) -> dict[str, dict[str, float]]:
+    """Per scenario family (lab tables): false alarms on its normal connections, detection and
+    right category on its attack connections."""
+    out = {}
+    for family in sorted(frame["family"].unique()):
+        mask = (frame["family"] == family).to_numpy()
+        truth = frame["is_attack"].to_numpy()[mask]
+        flagged = result.is_attack[mask]
+        right = (result.category == frame["category"].to_numpy())[mask]
+        entry = {"connections": int(mask.sum())}
+        if (truth == 0).any():
+            entry["false_alarm_rate"] = round(float(flagged[truth == 0].mean()), 6)
+        if (truth == 1).any():
+            entry["detection_rate"] = round(float(flagged[truth == 1].mean()), 6)
+            entry["category_accuracy"] = round(float(right[truth == 1].mean()), 6)
+        out[family] = entry
+    return out
+
+
 def evaluate(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, Verdicts]]:
-    """Metrics at the chosen threshold, plus accuracy at 0.5 to show what the threshold buys."""
+    """Metrics at the chosen thresholds, plus accuracy at 0.5 to show what they buy."""
     metrics: dict[str, Any] = {}
     results: dict[str, Verdicts] = {}
     for name, frame in tables.items():
         results[name] = verdicts(pipeline, meta, frame)
         metrics[name] = score(frame, results[name])
+        if "family" in frame:
+            metrics[name]["by_family"] = by_family(frame, results[name])
         default = verdicts(pipeline, meta | {"threshold": 0.5}, frame)
         metrics[name]["at_threshold_0_5"] = {
             key: score(frame, default)[key] for key in ("accuracy", "recall", "false_alarm_rate")
@@ -77,6 +101,22 @@ def evaluate(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.Data
                  metrics[name]["f1"], metrics[name]["at_threshold_0_5"]["accuracy"])
     metrics["threshold"] = meta["threshold"]
     return metrics, results
+
+
+def budget_table(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """For each budget of the training sweep: its threshold (chosen on validation) and what it
+    gives on every test set (false alarms, detection, accuracy, attack category accuracy)."""
+    rows = []
+    probabilities = {name: pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]) for name, frame in tables.items()}
+    for budget, point in meta["budget_sweep"].items():
+        threshold = point["threshold"]
+        row: dict[str, Any] = {"budget": float(budget), "threshold": {c: round(t, 4) for c, t in threshold.items()}}
+        for name, frame in tables.items():
+            metrics = score(frame, decide(probabilities[name], meta["classes"], threshold))
+            for key in ("false_alarm_rate", "detection_rate", "accuracy", "attack_category_accuracy"):
+                row[f"{name}.{key}"] = metrics[key]
+        rows.append(row)
+    return rows
 
 
 def write_plots(pipeline: Pipeline, tables: dict[str, pd.DataFrame], results: dict[str, Verdicts], plots: Path, figures: Path) -> None:
@@ -142,10 +182,11 @@ def _importances_png(importances: pd.DataFrame, path: Path) -> None:
 def main() -> None:
     config.setup_logging()
     pipeline, meta = load_model()
-    tables = {name: load(name) for name in config.TEST_SETS}
+    tables = {name: load(table) for name, table in config.TEST_SETS.items()}
     metrics, results = evaluate(pipeline, meta, tables)
     config.METRICS_FILE.parent.mkdir(parents=True, exist_ok=True)
     config.METRICS_FILE.write_text(json.dumps(metrics, indent=2) + "\n")
+    (config.REPORTS / "budgets.json").write_text(json.dumps(budget_table(pipeline, meta, tables), indent=1) + "\n")
     write_plots(pipeline, tables, results, config.PLOTS, config.FIGURES)
 
 

@@ -43,19 +43,36 @@ def build_pipeline(params: dict[str, Any]) -> Pipeline:
     return Pipeline([("encode", encoder), ("forest", forest)])
 
 
-def choose_threshold(normal_scores: np.ndarray, budget: float) -> float:
-    """Lowest alert threshold whose false-alarm rate on these normal records stays within budget.
+#: Added to every threshold so that it lies between the values tree-vote averages take.
+OFF_GRID = 3.7e-6
 
-    Candidates lie midway between distinct observed scores, so no observed score sits on the
-    threshold (float32 ONNX and float64 sklearn scores then fall on the same side).
+
+def choose_threshold(normal_scores: np.ndarray, budget: float, floor: float = 0.0) -> float:
+    """Lowest alert threshold (at least floor) whose false-alarm rate on these normal records
+    stays within budget.
+
+    Candidates lie midway between distinct observed scores (taken at 1e-6 resolution, so sums
+    that differ only by rounding count as one), plus OFF_GRID: forest scores are averages of
+    tree votes and fall on a fine grid that plain midpoints can hit, and a score sitting on the
+    threshold may fall on either side in float32 ONNX and float64 sklearn.
     """
-    scores = np.sort(np.asarray(normal_scores, dtype=np.float64))
+    scores = np.sort(np.round(np.asarray(normal_scores, dtype=np.float64), 6))
     distinct = np.unique(scores)
     top = max((distinct[-1] + 1.0) / 2, np.nextafter(distinct[-1], np.inf))
-    above = np.append((distinct[:-1] + distinct[1:]) / 2, top)
+    above = np.append((distinct[:-1] + distinct[1:]) / 2, top) + OFF_GRID
     false_alarms = len(scores) - np.searchsorted(scores, distinct, side="right")
-    allowed = np.flatnonzero(false_alarms <= np.floor(budget * len(scores) + 1e-9))
-    return float(above[allowed[0]])
+    allowed = np.flatnonzero((false_alarms <= np.floor(budget * len(scores) + 1e-9)) & (above >= floor))
+    return float(above[allowed[0]]) if len(allowed) else float(top)
+
+
+def category_thresholds(scores: np.ndarray, candidates: np.ndarray, budget: float, floor: float) -> dict[str, float]:
+    """Per attack category, the lowest threshold (at least floor) whose alerts on these normal
+    records, counting only those whose candidate category it is, stay within budget of them all."""
+    thresholds = {}
+    for category in schema.CATEGORIES[1:]:
+        own = np.where(candidates == category, scores, 0.0)
+        thresholds[category] = choose_threshold(own, budget, floor)
+    return thresholds
 
 
 def to_onnx(pipeline: Pipeline) -> bytes:

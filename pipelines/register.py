@@ -2,8 +2,9 @@
 
 The sklearn pipeline is logged with signature and input example; its ONNX export and the
 decision metadata are stored with the same logged model, after checking that ONNX and sklearn
-agree on every KDDTest+ record. The alias moves only when the new version beats the champion on
-register.promotion_metric.
+agree on every KDDTest+ record. The alias moves only when the new version keeps KDDTest+
+accuracy at or above register.min_kddtest_plus_accuracy and, against the champion, does not raise
+the lab test's false-alarm rate nor lower its detection rate (beyond register.tolerance).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class ParityError(RuntimeError):
     """The ONNX export does not decide like the sklearn pipeline."""
 
 
+#: The metrics the gate reads, tagged on every registered version.
+GATE_METRICS = ("lab.false_alarm_rate", "lab.detection_rate", "kddtest_plus.accuracy")
+
+
 @dataclass
 class GateDecision:
     """Outcome of the champion gate."""
@@ -44,10 +49,9 @@ class GateDecision:
     version: str
     promoted: bool
     reason: str
-    metric: str
-    value: float
+    metrics: dict[str, float]
     champion_version: str | None
-    champion_value: float | None
+    champion_metrics: dict[str, float] | None
 
 
 def check_parity(pipeline: Pipeline, meta: dict[str, Any], onnx_dir: Path, frame: pd.DataFrame) -> int:
@@ -88,26 +92,44 @@ def metric_value(metrics: dict[str, Any], dotted: str) -> float:
     return float(node)
 
 
-def gate(client: MlflowClient, version: str, metric: str, value: float) -> GateDecision:
-    """Move the champion alias to version if it beats the current champion on metric."""
-    tag = f"metric.{metric}"
+def gate_reasons(new: dict[str, float], champion: dict[str, float] | None, rules: dict[str, float]) -> list[str]:
+    """Why the new version must not take champion (empty: it may)."""
+    reasons = []
+    floor = rules["min_kddtest_plus_accuracy"]
+    if new["kddtest_plus.accuracy"] < floor:
+        reasons.append(f"KDDTest+ accuracy {new['kddtest_plus.accuracy']:.4f} < {floor}")
+    if champion:
+        tolerance = rules["tolerance"]
+        if new["lab.false_alarm_rate"] > champion["lab.false_alarm_rate"] + tolerance:
+            reasons.append(f"lab false alarms {new['lab.false_alarm_rate']:.4f} > champion's {champion['lab.false_alarm_rate']:.4f}")
+        if new["lab.detection_rate"] < champion["lab.detection_rate"] - tolerance:
+            reasons.append(f"lab detection {new['lab.detection_rate']:.4f} < champion's {champion['lab.detection_rate']:.4f}")
+    return reasons
+
+
+def gate(client: MlflowClient, version: str, new: dict[str, float], rules: dict[str, float]) -> GateDecision:
+    """Move the champion alias to version if gate_reasons finds nothing against it."""
     try:
         champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
     except MlflowException:
         champion = None
-    if champion is None:
-        promoted, reason, champion_value = True, "no champion yet", None
+    known = None
+    if champion is not None and all(f"metric.{m}" in champion.tags for m in GATE_METRICS):
+        known = {m: float(champion.tags[f"metric.{m}"]) for m in GATE_METRICS}
+    reasons = gate_reasons(new, known, rules)
+    promoted = not reasons
+    if not promoted:
+        reason = "; ".join(reasons)
+    elif champion is None:
+        reason = "no champion yet"
+    elif known is None:
+        reason = f"champion v{champion.version} has no lab metrics; KDDTest+ accuracy holds"
     else:
-        champion_value = float(champion.tags.get(tag, "-inf"))
-        promoted = value > champion_value
-        relation = "beats" if promoted else "does not beat"
-        reason = f"{metric} {value:.6f} {relation} champion v{champion.version}'s {champion_value:.6f}"
+        reason = f"keeps lab false alarms and detection of champion v{champion.version} and KDDTest+ accuracy"
     if promoted:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
-    return GateDecision(
-        version=version, promoted=promoted, reason=reason, metric=metric, value=value,
-        champion_version=champion.version if champion else None, champion_value=champion_value,
-    )
+    return GateDecision(version=version, promoted=promoted, reason=reason, metrics=new,
+                        champion_version=champion.version if champion else None, champion_metrics=known)
 
 
 def _git_commit() -> str:
@@ -135,21 +157,37 @@ def _experiment_id() -> str:
     return mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=location)
 
 
+def run_name(params: dict[str, Any], commit: str) -> str:
+    """A readable run name: model, false-alarm budget, commit."""
+    train = params["train"]
+    return f"rf{train['n_estimators']}-lab{train['lab_weight']}-budget{train['false_alarm_budget']}-{commit[:7]}"
+
+
+def log_datasets(datasets: dict[str, tuple[pd.DataFrame, str]]) -> None:
+    """Log each table the run used (name -> (frame, context)) as an MLflow dataset input."""
+    for name, (frame, context) in datasets.items():
+        source = f"artifacts/prepared/{name}.parquet"
+        mlflow.log_input(mlflow.data.from_pandas(frame, source=source, targets="category", name=name), context=context)
+
+
 def register(pipeline: Pipeline, meta: dict[str, Any], model_dir: Path, metrics: dict[str, Any], params: dict[str, Any],
-             example: pd.DataFrame, promotion_metric: str, artifacts: list[Path] = ()) -> GateDecision:
+             example: pd.DataFrame, artifacts: list[Path] = (),
+             datasets: dict[str, tuple[pd.DataFrame, str]] | None = None) -> GateDecision:
     """Log a run with the model, register a version and apply the champion gate."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient()
-    value = metric_value(metrics, promotion_metric)
-    with mlflow.start_run(experiment_id=_experiment_id()) as run:
-        mlflow.set_tags({"git_commit": _git_commit(), "dvc_data_md5": _data_hash()})
+    new = {name: metric_value(metrics, name) for name in GATE_METRICS}
+    commit = _git_commit()
+    with mlflow.start_run(experiment_id=_experiment_id(), run_name=run_name(params, commit)) as run:
+        mlflow.set_tags({"git_commit": commit, "dvc_data_md5": _data_hash()})
         mlflow.log_params({f"{stage}.{k}": v for stage in ("prepare", "train") for k, v in params[stage].items()})
-        mlflow.log_param("threshold", meta["threshold"])
-        mlflow.log_metrics(flat_metrics(metrics) | {"validation_false_alarm_rate": meta["validation"]["false_alarm_rate"],
-                                                    "validation_detection_rate": meta["validation"]["detection_rate"]})
+        mlflow.log_params({f"threshold.{category}": value for category, value in meta["threshold"].items()})
+        log_datasets(datasets or {})
+        validation = {f"validation_{name}": value for name, value in flat_metrics(meta["validation"]).items()}
+        mlflow.log_metrics(flat_metrics(metrics) | validation)
         for path in artifacts:
             if path.is_file():
                 mlflow.log_artifact(str(path), artifact_path="reports")
@@ -161,9 +199,10 @@ def register(pipeline: Pipeline, meta: dict[str, Any], model_dir: Path, metrics:
         for name in (ONNX_FILE, META_FILE):
             client.log_model_artifact(info.model_id, str(model_dir / name))
         version = mlflow.register_model(info.model_uri, MODEL_NAME).version
-        client.set_model_version_tag(MODEL_NAME, version, f"metric.{promotion_metric}", str(value))
-        client.set_model_version_tag(MODEL_NAME, version, "threshold", str(meta["threshold"]))
-        decision = gate(client, str(version), promotion_metric, value)
+        for name, value in new.items():
+            client.set_model_version_tag(MODEL_NAME, version, f"metric.{name}", str(value))
+        client.set_model_version_tag(MODEL_NAME, version, "threshold", json.dumps(meta["threshold"]))
+        decision = gate(client, str(version), new, params["register"])
         mlflow.set_tags({"champion_gate": "promoted" if decision.promoted else "kept", "champion_gate_reason": decision.reason})
     verb = "takes" if decision.promoted else "does not take"
     log.info("run %s registered %s v%s; it %s alias %r: %s", run.info.run_id, MODEL_NAME, version, verb, CHAMPION_ALIAS, decision.reason)
@@ -178,9 +217,12 @@ def main() -> None:
     check_parity(pipeline, meta, config.MODEL_DIR, kddtest_plus)
     metrics = json.loads(config.METRICS_FILE.read_text())
     figures = sorted(config.FIGURES.glob("*.png"))
+    contexts = {"train": "training", "lab_train": "training", "validation": "validation",
+                "lab_validation": "validation", "kddtest_plus": "test", "kddtest_21": "test", "lab_test": "test"}
+    datasets = {name: (kddtest_plus if name == "kddtest_plus" else load(name), context) for name, context in contexts.items()}
     decision = register(
         pipeline, meta, config.MODEL_DIR, metrics, params, kddtest_plus.sample(5, random_state=0),
-        params["register"]["promotion_metric"], [*figures, config.METRICS_FILE, config.VALIDATION_FILE, config.MODEL_DIR / META_FILE],
+        [*figures, config.METRICS_FILE, config.VALIDATION_FILE, config.MODEL_DIR / META_FILE], datasets,
     )
     config.REGISTRY_FILE.write_text(json.dumps(asdict(decision), indent=2) + "\n")
 

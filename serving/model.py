@@ -57,5 +57,5 @@ def load_champion(threads: int = 1) -> Champion:
     meta = json.loads((directory / META_FILE).read_text())
     if list(meta["features"]) != list(schema.FEATURE_NAMES):
         raise RuntimeError(f"champion v{version} was trained on other features than desy.schema defines")
-    log.info("serving %s v%s (threshold %.4f) from %s", MODEL_NAME, version, meta["threshold"], uri)
+    log.info("serving %s v%s (thresholds %s) from %s", MODEL_NAME, version, meta["threshold"], uri)
     return Champion(version=str(version), model=OnnxModel(directory / ONNX_FILE, meta, threads))

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real NSL-KDD files and a small model trained on the 20 % subset."""
+"""Shared fixtures: the real NSL-KDD files, the lab's flows and a small model trained on the 20 %
+subset and the lab's training runs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "nsl-kdd"
 SHARED = ROOT.parent / "shared"
 PCAPS = SHARED / "pcaps"
+LAB_TABLE = ROOT / "lab" / "flows.csv"
 
 SMALL_TRAIN_PARAMS = {
     "n_estimators": 30,
@@ -18,15 +20,19 @@ SMALL_TRAIN_PARAMS = {
     "max_features": "sqrt",
     "class_weight": "balanced_subsample",
     "seed": 7,
+    "lab_weight": 3,
     "false_alarm_budget": 0.01,
+    "kdd_false_alarm_budget": 0.01,
+    "min_threshold": 0.05,
 }
 
 
 @pytest.fixture(scope="session")
 def small_tables():
-    """Prepared tables from KDDTrain+_20Percent (train/validation) and the two test sets."""
+    """Prepared tables from KDDTrain+_20Percent (train/validation), the two test sets and the
+    lab's runs (lab_train/lab_validation/lab_test)."""
     from pipelines.dataset import read_raw
-    from pipelines.prepare import labelled, split_train
+    from pipelines.prepare import flows, labelled, split_runs, split_train
 
     train, validation = split_train(labelled(read_raw(DATA / "KDDTrain+_20Percent.txt")), 0.2, 7)
     return {
@@ -34,6 +40,7 @@ def small_tables():
         "validation": validation,
         "kddtest_plus": labelled(read_raw(DATA / "KDDTest+.txt")),
         "kddtest_21": labelled(read_raw(DATA / "KDDTest-21.txt")),
+        **split_runs(flows([LAB_TABLE]), 0.2, 0.2, 7),
     }
 
 
@@ -42,7 +49,8 @@ def small_model(small_tables, tmp_path_factory):
     """(pipeline, meta, model_dir) of a 30-tree forest trained on the 20 % subset, saved with its ONNX export."""
     from pipelines.train import save, train
 
-    pipeline, meta = train(small_tables["train"], small_tables["validation"], SMALL_TRAIN_PARAMS)
+    tables = small_tables
+    pipeline, meta = train(tables["train"], tables["validation"], SMALL_TRAIN_PARAMS, tables["lab_train"], tables["lab_validation"])
     model_dir = tmp_path_factory.mktemp("model")
     save(pipeline, meta, model_dir)
     return pipeline, meta, model_dir

@@ -8,18 +8,21 @@ from mlflow.tracking import MlflowClient
 
 from desy.registry import CHAMPION_ALIAS, META_FILE, MODEL_NAME, ONNX_FILE
 from pipelines.evaluate import evaluate
-from pipelines.register import metric_value, register
+from pipelines.register import gate_reasons, metric_value, register
 from pipelines.train import save, train
 from tests.conftest import SMALL_TRAIN_PARAMS
 
-PARAMS = {"prepare": {"validation_size": 0.2, "seed": 7}, "train": SMALL_TRAIN_PARAMS}
+RULES = {"min_kddtest_plus_accuracy": 0.75, "tolerance": 0.0}
+PARAMS = {"prepare": {"validation_size": 0.2, "seed": 7}, "train": SMALL_TRAIN_PARAMS, "register": RULES}
 
 
-def _register(model, tables, model_dir):
+def _register(model, tables, model_dir, params=PARAMS):
     pipeline, meta = model
-    metrics, _ = evaluate(pipeline, meta, {k: tables[k] for k in ("kddtest_plus", "kddtest_21")})
+    metrics, _ = evaluate(pipeline, meta, {"kddtest_plus": tables["kddtest_plus"], "kddtest_21": tables["kddtest_21"],
+                                           "lab": tables["lab_test"]})
     example = tables["kddtest_plus"].head(5)
-    return register(pipeline, meta, model_dir, metrics, PARAMS, example, "kddtest_plus.f1"), metrics
+    datasets = {"lab_train": (tables["lab_train"], "training")}
+    return register(pipeline, meta, model_dir, metrics, params, example, datasets=datasets), metrics
 
 
 def test_weak_model_is_registered_but_does_not_take_champion(small_model, small_tables, tmp_path, monkeypatch):
@@ -28,13 +31,15 @@ def test_weak_model_is_registered_but_does_not_take_champion(small_model, small_
     first, strong_metrics = _register((pipeline, meta), small_tables, model_dir)
     assert first.promoted and first.reason == "no champion yet"
 
-    weak_params = SMALL_TRAIN_PARAMS | {"n_estimators": 1, "max_depth": 1}
-    weak, weak_meta = train(small_tables["train"].head(2000), small_tables["validation"], weak_params)
+    # Trained without the lab: it misses lab attacks the champion catches.
+    weak_params = SMALL_TRAIN_PARAMS | {"n_estimators": 3, "max_depth": 3}
+    weak, weak_meta = train(small_tables["train"], small_tables["validation"], weak_params)
     weak_dir = tmp_path / "weak"
     save(weak, weak_meta, weak_dir)
-    second, weak_metrics = _register((weak, weak_meta), small_tables, weak_dir)
-    assert weak_metrics["kddtest_plus"]["f1"] < strong_metrics["kddtest_plus"]["f1"]
-    assert not second.promoted and "does not beat" in second.reason
+    second, weak_metrics = _register((weak, weak_meta), small_tables, weak_dir, PARAMS | {"register": RULES | {"min_kddtest_plus_accuracy": 0}})
+    assert weak_metrics["lab"]["detection_rate"] < strong_metrics["lab"]["detection_rate"]
+    assert not second.promoted and "lab detection" in second.reason
+    assert second.champion_metrics["lab.detection_rate"] == strong_metrics["lab"]["detection_rate"]
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     versions = {str(v.version) for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
@@ -45,6 +50,9 @@ def test_weak_model_is_registered_but_does_not_take_champion(small_model, small_
     assert run.data.tags["champion_gate"] == "kept"
     assert "git_commit" in run.data.tags and "dvc_data_md5" in run.data.tags
     assert run.data.metrics["kddtest_plus_f1"] == pytest.approx(weak_metrics["kddtest_plus"]["f1"])
+    assert run.data.metrics["lab_false_alarm_rate"] == pytest.approx(weak_metrics["lab"]["false_alarm_rate"])
+    assert run.info.run_name.startswith("rf30-lab3-budget0.01-")
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["lab_train"]
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     champion_dir = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}")
@@ -59,3 +67,17 @@ def test_weak_model_is_registered_but_does_not_take_champion(small_model, small_
 def test_unknown_promotion_metric_is_named():
     with pytest.raises(KeyError, match="kddtest_plus.nope"):
         metric_value({"kddtest_plus": {"f1": 0.9}}, "kddtest_plus.nope")
+
+
+def test_gate_rules():
+    champion = {"lab.false_alarm_rate": 0.01, "lab.detection_rate": 0.95, "kddtest_plus.accuracy": 0.85}
+    same = dict(champion)
+    assert gate_reasons(same, champion, RULES) == []
+    assert gate_reasons(same, None, RULES) == []
+    louder = same | {"lab.false_alarm_rate": 0.011}
+    assert gate_reasons(louder, champion, RULES) == ["lab false alarms 0.0110 > champion's 0.0100"]
+    assert gate_reasons(louder, champion, RULES | {"tolerance": 0.002}) == []
+    blinder = same | {"lab.detection_rate": 0.9}
+    assert gate_reasons(blinder, champion, RULES) == ["lab detection 0.9000 < champion's 0.9500"]
+    below_floor = same | {"kddtest_plus.accuracy": 0.81}
+    assert gate_reasons(below_floor, None, RULES | {"min_kddtest_plus_accuracy": 0.82}) == ["KDDTest+ accuracy 0.8100 < 0.82"]

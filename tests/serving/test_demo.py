@@ -19,9 +19,11 @@ def test_demo_summarises_the_synthetic_capture(model_store, tmp_path):
     flows = [json.loads(line) for line in (tmp_path / "demo" / "flows.jsonl").read_text().splitlines()]
     by_source = {}
     for flow in flows:
-        by_source.setdefault(flow["src_ip"], []).append(flow["verdict"]["label"])
+        by_source.setdefault(flow["src_ip"], []).append(flow["verdict"]["category"])
     scan = by_source["192.168.10.66"]
-    assert len(scan) == 1024 and scan.count("attack") / len(scan) > 0.9
-    flood = [label for source, labels in by_source.items() if source.startswith("10.") for label in labels]
-    assert len(flood) == 3000 and flood.count("attack") / len(flood) > 0.9
+    assert len(scan) == 1024 and scan.count("probe") / len(scan) > 0.9
+    flood = [category for source, categories in by_source.items() if source.startswith("10.") for category in categories]
+    assert len(flood) == 3000 and flood.count("dos") / len(flood) > 0.9
+    client = by_source["192.168.10.5"]  # web and DNS sessions
+    assert len(client) == 40 and client.count("normal") >= 36
     assert (tmp_path / "demo" / "capture.pcap").stat().st_size > 100_000
