@@ -1,10 +1,11 @@
-"""Stage 3: fit the pipeline and pick the alert threshold on validation data.
+"""Stage 3: fit the pipeline and pick the alert thresholds on validation data.
 
-Training data: KDDTrain+'s train split and the lab's training runs (each lab row weighted by
-train.lab_weight). The threshold is the lowest one that keeps two false-alarm budgets: on the lab
-validation runs' normal connections (normal traffic alone and during attacks;
-train.false_alarm_budget) and on KDDTrain+'s validation split (train.kdd_false_alarm_budget).
-No test set is read here.
+Training data: KDDTrain+'s train split and the lab's training and validation runs (each lab row
+weighted by train.lab_weight). Each attack category's threshold is the lowest that keeps two
+false-alarm budgets: on the lab runs' normal connections (normal traffic alone and during
+attacks; train.false_alarm_budget), scored out of fold (train.threshold_folds folds of whole
+runs, each scored by a model that never saw it), and on KDDTrain+'s validation split
+(train.kdd_false_alarm_budget). No test set is read here.
 """
 
 from __future__ import annotations
@@ -67,24 +68,55 @@ def threshold_for(budgets: dict[str, float], found: dict[str, Verdicts], frames:
     return {category: max(t[category] for t in per_set) for category in per_set[0]}
 
 
+def out_of_fold(kdd: pd.DataFrame, lab: pd.DataFrame, params: dict[str, Any]) -> Verdicts:
+    """Candidates of every lab record from a model that never saw its run: the lab's runs in
+    `threshold_folds` folds, each scored by a model fitted on KDD and the other folds."""
+    runs = np.asarray(sorted(lab["run"].unique()))
+    np.random.default_rng(params["seed"]).shuffle(runs)
+    fold = lab["run"].map(dict(zip(runs, np.arange(len(runs)) % params["threshold_folds"]))).to_numpy()
+    probability, category = np.zeros(len(lab)), np.empty(len(lab), dtype=object)
+    for k in range(params["threshold_folds"]):
+        held = fold == k
+        found = candidates(fit(build_pipeline(params), kdd, lab[~held], params["lab_weight"]), lab[held])
+        probability[held], category[held] = found.attack_probability, found.category
+    return Verdicts(probability >= 0, probability, category)
+
+
+def family_false_alarms(found: Verdicts, frame: pd.DataFrame, threshold: Threshold) -> dict[str, float]:
+    """False-alarm rate on each scenario family's normal records."""
+    cut = np.asarray([threshold[c] for c in found.category]) if isinstance(threshold, dict) else threshold
+    flagged = pd.Series(found.attack_probability >= cut)[frame["is_attack"].to_numpy() == 0]
+    return {str(k): round(float(v), 6) for k, v in flagged.groupby(frame["family"].to_numpy()[flagged.index]).mean().items()}
+
+
 def train(train_frame: pd.DataFrame, validation: pd.DataFrame, params: dict[str, Any],
           lab_train: pd.DataFrame | None = None, lab_validation: pd.DataFrame | None = None) -> tuple[Pipeline, dict[str, Any]]:
-    """Fit, choose the thresholds on the validation sets; returns the pipeline and its metadata."""
-    lab_train = validation.head(0) if lab_train is None else lab_train
-    lab_validation = validation.head(0) if lab_validation is None else lab_validation
+    """Fit on KDD's train split and the lab's training and validation runs; choose the
+    thresholds on KDD's validation split and on the lab runs' out-of-fold scores. Returns the
+    pipeline and its metadata."""
+    lab = pd.concat([f for f in (lab_train, lab_validation) if f is not None], ignore_index=True) \
+        if lab_train is not None or lab_validation is not None else validation.head(0)
     started = time.perf_counter()
-    pipeline = fit(build_pipeline(params), train_frame, lab_train, params.get("lab_weight", 1.0))
-    log.info("fitted %d trees on %d KDD and %d lab rows in %.1f s", params["n_estimators"], len(train_frame),
-             len(lab_train), time.perf_counter() - started)
-    frames = {name: frame for name, frame in {"kdd": validation, "lab": lab_validation}.items() if len(frame)}
-    found = {name: candidates(pipeline, frame) for name, frame in frames.items()}
+    frames = {"kdd": validation}
+    found = {}
+    if len(lab):
+        frames["lab"] = lab
+        found["lab"] = out_of_fold(train_frame, lab, params)
+    pipeline = fit(build_pipeline(params), train_frame, lab, params.get("lab_weight", 1.0))
+    found["kdd"] = candidates(pipeline, validation)
+    log.info("fitted %d trees on %d KDD and %d lab rows (and %d folds for thresholds) in %.1f s", params["n_estimators"],
+             len(train_frame), len(lab), params.get("threshold_folds", 0) if len(lab) else 0, time.perf_counter() - started)
     floor = params.get("min_threshold", 0.0)
 
     def budgets(budget: float) -> dict[str, float]:
         return {"lab": budget, "kdd": params.get("kdd_false_alarm_budget", budget)} if "lab" in frames else {"kdd": budget}
 
-    def point(threshold: Threshold) -> dict[str, dict[str, float]]:
-        return {name: operating_point(found[name], frames[name]["is_attack"].to_numpy(), threshold) for name in frames}
+    def point(threshold: Threshold) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {
+            name: operating_point(found[name], frames[name]["is_attack"].to_numpy(), threshold) for name in frames}
+        if "lab" in frames:
+            out["lab"]["false_alarm_rate_by_family"] = family_false_alarms(found["lab"], lab, threshold)
+        return out
 
     budget = params["false_alarm_budget"]
     threshold = threshold_for(budgets(budget), found, frames, floor)

@@ -24,6 +24,7 @@ SMALL_TRAIN_PARAMS = {
     "false_alarm_budget": 0.01,
     "kdd_false_alarm_budget": 0.01,
     "min_threshold": 0.05,
+    "threshold_folds": 3,
 }
 
 
