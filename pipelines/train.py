@@ -40,10 +40,15 @@ def candidates(pipeline: Pipeline, frame: pd.DataFrame) -> Verdicts:
     return decide(pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]), pipeline.classes_, 0.0)
 
 
+def flags(found: Verdicts, threshold: Threshold) -> np.ndarray:
+    """Which records with known candidates a threshold (one, or one per category) flags."""
+    cut = np.asarray([threshold[c] for c in found.category]) if isinstance(threshold, dict) else threshold
+    return found.attack_probability >= cut
+
+
 def operating_point(found: Verdicts, is_attack: np.ndarray, threshold: Threshold) -> dict[str, float]:
     """False-alarm and detection rates of a threshold on records with known candidates."""
-    cut = np.asarray([threshold[c] for c in found.category]) if isinstance(threshold, dict) else threshold
-    flagged = found.attack_probability >= cut
+    flagged = flags(found, threshold)
     return {
         "false_alarm_rate": float(flagged[is_attack == 0].mean()),
         "detection_rate": float(flagged[is_attack == 1].mean()),
@@ -84,8 +89,7 @@ def out_of_fold(kdd: pd.DataFrame, lab: pd.DataFrame, params: dict[str, Any]) ->
 
 def family_false_alarms(found: Verdicts, frame: pd.DataFrame, threshold: Threshold) -> dict[str, float]:
     """False-alarm rate on each scenario family's normal records."""
-    cut = np.asarray([threshold[c] for c in found.category]) if isinstance(threshold, dict) else threshold
-    flagged = pd.Series(found.attack_probability >= cut)[frame["is_attack"].to_numpy() == 0]
+    flagged = pd.Series(flags(found, threshold))[frame["is_attack"].to_numpy() == 0]
     return {str(k): round(float(v), 6) for k, v in flagged.groupby(frame["family"].to_numpy()[flagged.index]).mean().items()}
 
 
