@@ -40,6 +40,10 @@ def split_train(frame: pd.DataFrame, validation_size: float, seed: int) -> tuple
     return train.sort_index().reset_index(drop=True), validation.sort_index().reset_index(drop=True)
 
 
+class FlowTableError(ValueError):
+    """A labelled flow table (lab or site) that cannot be read as one."""
+
+
 def flows(paths: list[Path]) -> pd.DataFrame:
     """Labelled flow tables (lab or site CSVs with LAB_COLUMNS' header), typed like NSL-KDD.
 
@@ -50,8 +54,11 @@ def flows(paths: list[Path]) -> pd.DataFrame:
         raw = pd.read_csv(path, low_memory=False)
         missing = [c for c in (*schema.FEATURE_NAMES, schema.LABEL) if c not in raw.columns]
         if missing:
-            raise ValueError(f"{path}: missing columns {missing}; see site/README.md for the format")
-        frame = labelled(raw.assign(**{schema.DIFFICULTY: raw.get(schema.DIFFICULTY, 0)}))
+            raise FlowTableError(f"{path}: missing columns {missing}; see site/README.md for the format")
+        try:
+            frame = labelled(raw.assign(**{schema.DIFFICULTY: raw.get(schema.DIFFICULTY, 0)}))
+        except (KeyError, ValueError) as err:  # an unknown label, a value of the wrong type
+            raise FlowTableError(f"{path}: {err}; see site/README.md for the format") from None
         frame["scenario"] = raw["scenario"].astype(str) if "scenario" in raw else "site"
         frame["family"] = raw["family"].astype(str) if "family" in raw else "site"
         frame["run"] = raw["run"].astype(str) if "run" in raw else path.name
@@ -118,7 +125,7 @@ def main() -> None:
     config.setup_logging()
     try:
         prepare(config.load_params(), config.PREPARED)
-    except MissingDataError as err:
+    except (MissingDataError, FlowTableError) as err:
         sys.exit(str(err))
 
 

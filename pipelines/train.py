@@ -98,8 +98,8 @@ def train(train_frame: pd.DataFrame, validation: pd.DataFrame, params: dict[str,
     """Fit on KDD's train split and the lab's training and validation runs; choose the
     thresholds on KDD's validation split and on the lab runs' out-of-fold scores. Returns the
     pipeline and its metadata."""
-    lab = pd.concat([f for f in (lab_train, lab_validation) if f is not None], ignore_index=True) \
-        if lab_train is not None or lab_validation is not None else validation.head(0)
+    labs = [frame for frame in (lab_train, lab_validation) if frame is not None and len(frame)]
+    lab = pd.concat(labs, ignore_index=True) if labs else validation.head(0)
     started = time.perf_counter()
     frames = {"kdd": validation}
     found = {}

@@ -14,7 +14,7 @@ from desy import schema
 from lab.network import ATTACKER, CLIENTS, SERVER
 from lab.scenarios import SCENARIOS
 from lab.table import COLUMNS, cap_attacks, is_attack, label_rows
-from pipelines.prepare import flows, split_runs
+from pipelines.prepare import FlowTableError, flows, split_runs
 from tests.conftest import LAB_TABLE, ROOT
 
 
@@ -85,6 +85,26 @@ def test_committed_lab_table():
     assert LAB_TABLE.stat().st_size < 8 * 2**20
     splits = split_runs(frame, 0.2, 0.2, 42)
     assert min(len(splits["lab_test"]), len(splits["lab_validation"])) > 1000
+
+
+def test_a_bad_site_table_is_named_with_its_fault(tmp_path):
+    good = pd.read_csv(LAB_TABLE, nrows=5)
+    missing = tmp_path / "missing.csv"
+    good.drop(columns=["src_bytes"]).to_csv(missing, index=False)
+    with pytest.raises(FlowTableError, match=r"missing.csv: missing columns \['src_bytes'\]"):
+        flows([missing])
+    unknown = tmp_path / "unknown.csv"
+    good.assign(label="not-a-label").to_csv(unknown, index=False)
+    with pytest.raises(FlowTableError, match="unknown.csv: .*unknown NSL-KDD label 'not-a-label'"):
+        flows([unknown])
+    wrong = tmp_path / "wrong.csv"
+    good.assign(src_bytes="many").to_csv(wrong, index=False)
+    with pytest.raises(FlowTableError, match="wrong.csv"):
+        flows([wrong])
+    site_only = good.drop(columns=["scenario", "family", "run"])  # optional columns
+    site_only.to_csv(tmp_path / "site.csv", index=False)
+    frame = flows([tmp_path / "site.csv"])
+    assert set(frame["run"]) == {"site.csv"} and set(frame["scenario"]) == {"site"}
 
 
 @pytest.mark.netns
