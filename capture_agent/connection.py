@@ -18,6 +18,26 @@ SERROR_FLAGS = frozenset({"S0", "S1", "S2", "S3", "SH", "SHR"})
 RERROR_FLAGS = frozenset({"REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"})
 
 
+class PayloadBudget:
+    """Payload bytes that all open connections may keep for content inspection, together.
+
+    Each inspected connection keeps at most CONTENT_CAP bytes each way; this caps the sum, so a
+    flood of connections to inspected ports cannot exhaust memory. Bytes refused are counted.
+    """
+
+    __slots__ = ("limit", "held", "refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held, self.refused = limit, 0, 0
+
+    def grant(self, wanted: int) -> int:
+        """How many of `wanted` bytes may be kept (all, some or none); counts the rest."""
+        granted = max(0, min(wanted, self.limit - self.held))
+        self.held += granted
+        self.refused += wanted - granted
+        return granted
+
+
 class Finished(NamedTuple):
     """What feature computation needs of an ended connection (plain values, cheap to pickle)."""
 
@@ -47,10 +67,10 @@ class Connection:
     __slots__ = (
         "key", "orig", "resp", "orig_port", "resp_port", "proto", "version", "start", "last",
         "orig_bytes", "resp_bytes", "history", "urgent", "wrong_fragment",
-        "icmp_type", "icmp_code", "seq_base", "seq_top", "dialect", "orig_data", "resp_data",
+        "icmp_type", "icmp_code", "seq_base", "seq_top", "dialect", "orig_data", "resp_data", "budget",
     )
 
-    def __init__(self, key: tuple, pkt: Packet, flipped: bool = False) -> None:
+    def __init__(self, key: tuple, pkt: Packet, budget: PayloadBudget, flipped: bool = False) -> None:
         self.key = key
         if flipped:
             self.orig, self.resp, self.orig_port, self.resp_port = pkt.dst, pkt.src, pkt.dport, pkt.sport
@@ -64,8 +84,9 @@ class Connection:
         self.seq_base: list[int | None] = [None, None]  # per direction: 0 originator, 1 responder
         self.seq_top: list[int | None] = [None, None]
         self.dialect = CONTENT_PORTS.get(self.resp_port) if self.proto == TCP else None
-        self.orig_data: list[bytes] | None = [] if self.dialect else None
-        self.resp_data: list[bytes] | None = [] if self.dialect else None
+        self.orig_data: bytearray | None = bytearray() if self.dialect else None
+        self.resp_data: bytearray | None = bytearray() if self.dialect else None
+        self.budget = budget
 
     def add(self, pkt: Packet, from_orig: bool) -> None:
         """Account one packet sent by the originator (from_orig) or the responder."""
@@ -131,17 +152,22 @@ class Connection:
 
     def _keep(self, data: bytes, from_orig: bool) -> None:
         buffer = self.orig_data if from_orig else self.resp_data
-        kept = sum(map(len, buffer))
-        if kept < CONTENT_CAP:
-            buffer.append(bytes(data[: CONTENT_CAP - kept]))
+        room = CONTENT_CAP - len(buffer)
+        if room > 0:
+            buffer += data[: self.budget.grant(min(room, len(data)))]
 
     def finish(self) -> Finished:
-        """Freeze the ended connection, with its flag and captured payload."""
+        """Freeze the ended connection, with its flag and captured payload (whose buffers are
+        released and their bytes given back to the budget)."""
+        orig_payload = resp_payload = b""
+        if self.orig_data is not None:
+            orig_payload, resp_payload = bytes(self.orig_data), bytes(self.resp_data)
+            self.budget.held -= len(orig_payload) + len(resp_payload)
+            self.orig_data = self.resp_data = None
         return Finished(
             self.proto, self.orig, self.resp, self.orig_port, self.resp_port, self.start, self.last,
             self.orig_bytes, self.resp_bytes, self.compute_flag(), self.urgent, self.wrong_fragment,
-            self.icmp_type, self.icmp_code, self.established, self.dialect,
-            b"".join(self.orig_data) if self.orig_data else b"", b"".join(self.resp_data) if self.resp_data else b"",
+            self.icmp_type, self.icmp_code, self.established, self.dialect, orig_payload, resp_payload,
         )
 
     @property

@@ -50,18 +50,25 @@ _USER = {
     "imap": re.compile(rb"^\S+\s+LOGIN\s+\"?([^\s\"]+)", re.I | re.M),
     "telnet": re.compile(rb"login:\s*(\S+)", re.I),
 }
+# Every alternative starts with a literal, so the regex engine skips ahead to candidate bytes
+# (a leading \b or ^ makes it try every offset: 30x slower). The word or line boundary is checked
+# by a lookbehind after the literal: "cc (?<!\wcc )" is "\bcc ", "RETR (?<![^\n]RETR )" is "^RETR ".
 _HOT = re.compile(
-    rb"/etc/passwd|/etc/shadow|\.rhosts|/bin/sh|/bin/bash|/bin/csh|cgi-bin|\.\./|/dev/|chmod |chown |"
-    rb"gcc |\bcc |\bmake\b|wget |\bnc |\bexec |\beval\b|\bperl |\bpython |\bsu\b|^RETR |^STOR |^SITE ",
-    re.M,
+    rb"/etc/passwd|/etc/shadow|\.rhosts|/bin/sh|/bin/bash|/bin/csh|cgi-bin|\.\./|/dev/|chmod |chown |gcc |"
+    rb"cc (?<!\wcc )|make\b(?<!\wmake)|wget |nc (?<!\wnc )|exec (?<!\wexec )|eval\b(?<!\weval)|"
+    rb"perl (?<!\wperl )|python (?<!\wpython )|su\b(?<!\wsu)|RETR (?<![^\n]RETR )|STOR (?<![^\n]STOR )|"
+    rb"SITE (?<![^\n]SITE )"
 )
 _COMPROMISED = re.compile(rb"permission denied|operation not permitted|not owner|segmentation fault|core dumped", re.I)
 _ROOT_PROMPT = re.compile(rb"(?:^|\n)[^\n]{0,40}# ?$|uid=0\(root\)", re.M)
-_SU = re.compile(rb"(?:^|[\n;|&])\s*su(?:\s+-)?(?:\s+root)?\s*(?:\r?\n|$)", re.M)
-_FILE_CREATIONS = re.compile(rb"\btouch |\bmkdir |\bcp |\bmv |\bvi |\bcat >|\becho [^\n]*>|^STOR |^MKD |^STOU ", re.M)
-_SHELLS = re.compile(rb"/bin/sh|/bin/bash|/bin/csh|/bin/ksh|\bsh -i\b|\bexec sh\b", re.M)
-_ACCESS_FILES = re.compile(rb"/etc/passwd|/etc/shadow|/etc/hosts\.equiv|\.rhosts|\.netrc|authorized_keys", re.M)
-_COMMAND_LINE = re.compile(rb"[^\r\n]+\r?\n")
+# Blanks here are whitespace other than newline, so no blank run is scanned from two starts.
+_SU = re.compile(rb"(?:^|[\n;|&])[^\S\n]*su(?:\s+-)?(?:\s+root)?[^\S\n]*(?:\n|$)", re.M)
+_FILE_CREATIONS = re.compile(
+    rb"touch (?<!\wtouch )|mkdir (?<!\wmkdir )|cp (?<!\wcp )|mv (?<!\wmv )|vi (?<!\wvi )|cat >(?<!\wcat >)|"
+    rb"echo (?<!\wecho )[^\n>]{0,128}>|STOR (?<![^\n]STOR )|MKD (?<![^\n]MKD )|STOU (?<![^\n]STOU )"
+)
+_SHELLS = re.compile(rb"/bin/sh|/bin/bash|/bin/csh|/bin/ksh|sh -i\b(?<!\wsh -i)|exec sh\b(?<!\wexec sh)")
+_ACCESS_FILES = re.compile(rb"/etc/passwd|/etc/shadow|/etc/hosts\.equiv|\.rhosts|\.netrc|authorized_keys")
 
 
 def content_features(dialect: str, orig: bytes, resp: bytes, established: bool) -> dict[str, int]:
@@ -89,7 +96,7 @@ def content_features(dialect: str, orig: bytes, resp: bytes, established: bool) 
     out["root_shell"] = int(root is not None)
     out["su_attempted"] = int(bool(_SU.search(orig))) if dialect in ("telnet", "rlogin", "rsh") else 0
     if root is not None:
-        out["num_root"] = len(_COMMAND_LINE.findall(orig))
+        out["num_root"] = _command_lines(orig)
     out["num_file_creations"] = len(_FILE_CREATIONS.findall(orig))
     out["num_shells"] = len(_SHELLS.findall(orig))
     out["num_access_files"] = len(_ACCESS_FILES.findall(orig))
@@ -106,3 +113,13 @@ def _after_failure(login: re.Pattern, failed: re.Pattern, resp: bytes) -> bool:
     """Whether a successful login sign comes after the last failure message."""
     last_failure = max(m.end() for m in failed.finditer(resp))
     return login.search(resp, last_failure) is not None
+
+
+def _command_lines(data: bytes) -> int:
+    """Lines ending in a newline whose text (before an optional CR) ends in a character other
+    than CR: what the regex [^\\r\\n]+\\r?\\n counts, in linear time."""
+    count = 0
+    for line in data.split(b"\n")[:-1]:
+        text = line[:-1] if line.endswith(b"\r") else line
+        count += bool(text) and not text.endswith(b"\r")
+    return count

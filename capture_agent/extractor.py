@@ -17,10 +17,12 @@ from capture_agent.connection import Finished
 from capture_agent.decode import Malformed, decode
 from capture_agent.features import connection_row
 from capture_agent.pcap import frames
-from capture_agent.table import ConnectionTable, Timeouts
+from capture_agent.table import MAX_PAYLOAD, ConnectionTable, Timeouts
 from capture_agent.windows import TrafficWindows
 
 BATCH = 2048
+#: Payload bytes per batch at most (about): a batch is pickled whole to the parent process.
+BATCH_PAYLOAD = 8 * 1024 * 1024
 
 
 @dataclass
@@ -33,14 +35,16 @@ class Counters:
     packets_not_ip: int = 0
     connections_emitted: int = 0
     connections_evicted: int = 0
+    payload_bytes_over_budget: int = 0  # not kept for content inspection: the budget was full
     malformed_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class Tracker:
     """Decoding and connection tracking: frames in time order → ended connections."""
 
-    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144) -> None:
-        self.table = ConnectionTable(timeouts, max_connections)
+    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+                 max_payload: int = MAX_PAYLOAD) -> None:
+        self.table = ConnectionTable(timeouts, max_connections, max_payload)
         self.counters = Counters()
 
     def feed(self, frame: bytes, linktype: int, ts: float) -> list[Finished]:
@@ -60,6 +64,7 @@ class Tracker:
         ended = [conn.finish() for conn in self.table.add(pkt)]
         counters.connections_emitted += len(ended)
         counters.connections_evicted = self.table.evicted
+        counters.payload_bytes_over_budget = self.table.payload.refused
         return ended
 
     def tick(self, now: float) -> list[Finished]:
@@ -77,8 +82,9 @@ class Extractor:
     """Both stages in the calling thread: feed frames in time order, collect the rows
     (RECORD_FIELDS order) of connections as they end."""
 
-    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144) -> None:
-        self.tracker = Tracker(timeouts, max_connections)
+    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+                 max_payload: int = MAX_PAYLOAD) -> None:
+        self.tracker = Tracker(timeouts, max_connections, max_payload)
         self.windows = TrafficWindows()
 
     @property
@@ -114,17 +120,24 @@ def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> N
 
 
 def _tracked_batches(path: Path, timeouts: Timeouts, max_connections: int) -> Iterator[tuple[list, int | Counters]]:
-    """(ended connections, packets read so far) in batches; the last item carries the Counters."""
+    """(ended connections, packets read so far) in batches of at most BATCH connections and
+    about BATCH_PAYLOAD payload bytes; the last item carries the Counters."""
     tracker = Tracker(timeouts, max_connections)
     batch: list[Finished] = []
+    payload = 0
     for frame, linktype, ts in frames(path):
-        ended = tracker.feed(frame, linktype, ts)
-        if ended:
-            batch.extend(ended)
-            if len(batch) >= BATCH:
+        for conn in tracker.feed(frame, linktype, ts):
+            batch.append(conn)
+            payload += len(conn.orig_payload) + len(conn.resp_payload)
+            if len(batch) >= BATCH or payload >= BATCH_PAYLOAD:
                 yield batch, tracker.counters.packets_seen
-                batch = []
-    batch.extend(tracker.finish())
+                batch, payload = [], 0
+    for conn in tracker.finish():
+        batch.append(conn)
+        payload += len(conn.orig_payload) + len(conn.resp_payload)
+        if len(batch) >= BATCH or payload >= BATCH_PAYLOAD:
+            yield batch, tracker.counters.packets_seen
+            batch, payload = [], 0
     yield batch, tracker.counters
 
 

@@ -12,27 +12,52 @@ is such (36 bytes), and counting it would give 4 where the dataset has 3.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from capture_agent.decode import Packet
 
 MAX_DATAGRAM = 65535
+#: Disjoint spans kept per datagram: in-order fragments merge into one; only gaps add spans, and
+#: past this many (a crafted datagram) a new gap is checked for faults but not remembered.
+MAX_SPANS = 64
 
 
 @dataclass
 class Datagram:
-    """Fragments seen so far of one (src, dst, proto, id) datagram."""
+    """What fragments of one (src, dst, proto, id) datagram covered so far: sorted disjoint spans
+    [starts[i], ends[i]) and the highest end."""
 
-    ranges: list[tuple[int, int]] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    top: int = 0
     conn_key: tuple | None = None
     last_seen: float = 0.0
+
+    def faults(self, start: int, end: int, more: bool, limit: int) -> int:
+        """The faults of a fragment [start, end) against what came before (see module doc)."""
+        i = bisect_right(self.starts, start) - 1  # the span starting at or before `start`
+        overlaps = (i >= 0 and self.ends[i] > start) or (i + 1 < len(self.starts) and self.starts[i + 1] < end)
+        inside = i >= 0 and end <= self.ends[i]
+        short_last = not more and bool(self.starts) and end < self.top
+        return int(overlaps) + int(inside) + int(short_last) + int(end > limit)
+
+    def cover(self, start: int, end: int) -> None:
+        """Merge [start, end) into the spans (touching spans merge)."""
+        lo, hi = bisect_left(self.ends, start), bisect_right(self.starts, end)
+        if lo < hi:
+            start, end = min(start, self.starts[lo]), max(end, self.ends[hi - 1])
+        elif len(self.starts) >= MAX_SPANS:
+            return
+        self.starts[lo:hi], self.ends[lo:hi] = [start], [end]
+        self.top = max(self.top, end)
 
 
 class FragmentTracker:
     """Bounded map of datagrams under reassembly, expired after `timeout` seconds."""
 
-    def __init__(self, timeout: float = 30.0, max_datagrams: int = 65536) -> None:
+    def __init__(self, timeout: float = 30.0, max_datagrams: int = 16384) -> None:
         self.timeout = timeout
         self.max_datagrams = max_datagrams
         self.datagrams: OrderedDict[tuple, Datagram] = OrderedDict()
@@ -51,22 +76,9 @@ class FragmentTracker:
         start = pkt.frag_offset
         end = start + (len(pkt.payload) if start else pkt.ip_payload_len)
         limit = MAX_DATAGRAM - (20 if pkt.version == 4 else 0)  # IPv4 counts its header in the 65,535
-        faults = self._faults(datagram, start, end, pkt.more_fragments, limit)
-        datagram.ranges.append((start, end))
+        faults = datagram.faults(start, end, pkt.more_fragments, limit)
+        datagram.cover(start, end)
         return datagram, faults
-
-    @staticmethod
-    def _faults(datagram: Datagram, start: int, end: int, more: bool, limit: int) -> int:
-        faults = 0
-        if any(start < r_end and r_start < end for r_start, r_end in datagram.ranges):
-            faults += 1
-        if any(r_start <= start and end <= r_end for r_start, r_end in datagram.ranges):
-            faults += 1
-        if not more and datagram.ranges and end < max(r_end for _, r_end in datagram.ranges):
-            faults += 1
-        if end > limit:
-            faults += 1
-        return faults
 
     def expire(self, now: float) -> None:
         """Forget datagrams idle for longer than the timeout."""

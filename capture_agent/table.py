@@ -4,6 +4,8 @@ Connections end when TCP closes (both FINs or a reset, then `tcp_closed` seconds
 when the table is full (the least recently active half-open attempt is evicted first, then the
 least recently active connection; each eviction is counted and the connection still emitted),
 or at the end of input. ICMP messages are connections of one packet, as in NSL-KDD.
+Payload kept for content inspection is capped per connection (CONTENT_CAP each way) and in total
+(`max_payload`, 64 MiB by default: bytes past it are counted, not kept).
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from capture_agent.connection import Connection
+from capture_agent.connection import Connection, PayloadBudget
 from capture_agent.decode import ACK, ICMP, ICMPV6, SYN, TCP, Packet
 from capture_agent.fragments import FragmentTracker
+
+
+#: Payload bytes all open connections may keep for content inspection, together.
+MAX_PAYLOAD = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,11 @@ class Timeouts:
 class ConnectionTable:
     """Tracks live connections and yields them when they end."""
 
-    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144) -> None:
+    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+                 max_payload: int = MAX_PAYLOAD) -> None:
         self.timeouts = timeouts
         self.max_connections = max_connections
+        self.payload = PayloadBudget(max_payload)
         self.attempts: OrderedDict[tuple, Connection] = OrderedDict()
         self.active: OrderedDict[tuple, Connection] = OrderedDict()
         self.udp: OrderedDict[tuple, Connection] = OrderedDict()
@@ -62,7 +70,7 @@ class ConnectionTable:
         elif proto == TCP:
             yield from self._tcp(pkt, faults)
         elif proto in (ICMP, ICMPV6) and not pkt.is_fragment:
-            conn = Connection((pkt.src, pkt.dst, proto), pkt)
+            conn = Connection((pkt.src, pkt.dst, proto), pkt, self.payload)
             conn.add(pkt, True)
             yield conn
         else:
@@ -85,7 +93,7 @@ class ConnectionTable:
             conn = None
         if conn is None:
             flipped = pkt.flags & (SYN | ACK) == (SYN | ACK)
-            conn = Connection(rkey if flipped else key, pkt, flipped)
+            conn = Connection(rkey if flipped else key, pkt, self.payload, flipped)
             from_orig = not flipped
             table = self.attempts if pkt.flags & SYN and not flipped else self.active
             table[conn.key] = conn
@@ -111,7 +119,7 @@ class ConnectionTable:
         rkey = (key[2], key[3], key[0], key[1], key[4]) if len(key) == 5 else key
         conn, _, table = self._find(key, rkey, self.attempts, self.active, self.closing, self.udp)
         if conn is None:
-            conn = Connection(key, pkt)
+            conn = Connection(key, pkt, self.payload)
             table = self.udp
             table[key] = conn
         conn.wrong_fragment += faults
@@ -125,7 +133,7 @@ class ConnectionTable:
         rkey = (conn_key[2], conn_key[3], conn_key[0], conn_key[1], conn_key[4]) if len(conn_key) == 5 else conn_key
         conn, from_orig, _ = self._find(conn_key, rkey, self.udp)
         if conn is None:
-            conn = Connection(conn_key, pkt)
+            conn = Connection(conn_key, pkt, self.payload)
             from_orig = True
             self.udp[conn_key] = conn
         else:
