@@ -46,7 +46,7 @@ def session(t: float, client: int, server: int, sport: int, dport: int, sent: li
     """A TCP connection: handshake, the server's segments, then the client's, then FINs."""
     out = [tcp(t, client, server, sport, dport, 100, 2), tcp(t + 1e-4, server, client, dport, sport, 900, 18),
            tcp(t + 2e-4, client, server, sport, dport, 101, 16)]
-    seq_c, seq_s, step = 101, 901, 1e-5
+    seq_c, seq_s, step, t = 101, 901, 1e-5, t + 3e-4
     for data in answered:
         t += step
         out.append(tcp(t, server, client, dport, sport, seq_s, 24, data))

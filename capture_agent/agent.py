@@ -9,8 +9,10 @@ Two processes, so that neither the capture nor the features wait on HTTP or log 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -20,14 +22,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from capture_agent.client import ClassifyClient, Sender, Spool
+from capture_agent.client import ClassifyClient, Orphaned, Sender, Spool
 from capture_agent.extractor import Extractor
-from capture_agent.logs import FlowLogs, PcapLog
+from capture_agent.logs import FlowLogs, PcapLog, private_dir
+from capture_agent.pcap import CaptureFileError
 from desy.schema import FEATURE_NAMES, FLOW_CONTEXT_FIELDS
 
 log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
 FLOW_FIELDS = (*FEATURE_NAMES, *FLOW_CONTEXT_FIELDS)
+PR_SET_PDEATHSIG = 1  # prctl(2)
 ROWS_PER_MESSAGE = 256  # rows sent to the sender process at a time (or every 0.2 s)
 
 
@@ -37,6 +41,7 @@ class RunConfig:
     agent_id: str
     server: str
     token: str | None
+    ca_cert: Path | None = None
     batch_size: int = 256
     batch_interval: float = 1.0
     spool_max_bytes: int = 256 * 2**20
@@ -50,8 +55,9 @@ def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
     """The sender process: classify rows from inbox, log verdicts, report counters on results."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_parent(parent=os.getppid())
     flow_logs = FlowLogs(config.log_dir)
-    client = ClassifyClient(config.server, config.token)
+    client = ClassifyClient(config.server, config.token, ca_cert=config.ca_cert)
     sender = Sender(client, Spool(config.log_dir / "spool", config.spool_max_bytes), flow_logs.write_batch,
                     inbox, FLOW_FIELDS, config.batch_size, config.batch_interval)
     try:
@@ -60,6 +66,19 @@ def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
         flow_logs.close()
         client.close()
     results.send(asdict(counters))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Have the kernel signal this process when the main process dies (even by kill -9): the
+    handler raises Orphaned, so the sender spools what it holds and exits."""
+
+    def orphaned(*_: Any) -> None:
+        raise Orphaned
+
+    signal.signal(signal.SIGUSR1, orphaned)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGUSR1)
+    if os.getppid() != parent:  # it died before the request took effect
+        raise Orphaned
 
 
 class Agent:
@@ -73,9 +92,10 @@ class Agent:
         # instead (nothing is lost) and reads only a little ahead.
         self.frames: queue.Queue = queue.Queue(maxsize=config.queue_size if live else 10_000)
         self.queue_dropped = 0
+        self.capture_error = ""
         self.stopping = threading.Event()
         self.reader_done = threading.Event()
-        config.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.log_dir)
         context = multiprocessing.get_context("fork")
         self.outbox = context.Queue(maxsize=config.pending_messages)
         self.results, results = context.Pipe(duplex=False)
@@ -135,7 +155,11 @@ class Agent:
                     self.queue_dropped += 1
                 if self.stopping.is_set():
                     break
-        except Exception:
+        except CaptureFileError as err:
+            self.capture_error = str(err)
+            log.error("%s", err)
+        except Exception as err:
+            self.capture_error = f"capture source failed: {err!r}"
             log.exception("capture source failed")
         finally:
             self.reader_done.set()
@@ -164,6 +188,6 @@ class Agent:
         counters = asdict(self.extractor.counters)
         counters.pop("malformed_reasons")
         counters["packets_queue_dropped"] = self.queue_dropped
-        counters["packets_written_pcap"] = self.pcap_log.written if self.pcap_log else 0
-        counters["packets_pcap_other_linktype"] = self.pcap_log.skipped if self.pcap_log else 0
+        counters["packets_written_pcap"] = self.pcap_log.written_all if self.pcap_log else 0
+        counters["capture_error"] = self.capture_error
         return counters | self.send_counters

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import ipaddress
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -12,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import httpx
 import typer
 
 from capture_agent.extractor import Counters, Extractor, extract_file
 from capture_agent.features import RECORD_FIELDS
+from capture_agent.logs import private_file
 from capture_agent.pcap import CaptureFileError, frames
 from capture_agent.table import Timeouts
 
@@ -89,7 +93,9 @@ def run(
     server: Annotated[str, typer.Option(help="Model server base URL, e.g. http://127.0.0.1:3000.")],
     iface: Annotated[Optional[str], typer.Option(help="Capture live from this interface.")] = None,
     pcap: Annotated[Optional[Path], typer.Option(help="Replay this pcap/pcapng file.", exists=True, dir_okay=False)] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="DESY_API_TOKEN", help="Bearer token for the server.")] = None,
+    token_file: Annotated[Optional[Path], typer.Option(help="File holding the server's bearer token (default: the DESY_API_TOKEN environment variable; never on the command line, where `ps` shows it).", exists=True, dir_okay=False)] = None,
+    ca_cert: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) that signed the server's certificate, for a private CA.", exists=True, dir_okay=False)] = None,
+    insecure: Annotated[bool, typer.Option(help="Allow sending the token over plain HTTP to a server that is not on this machine.")] = False,
     log_dir: Annotated[Path, typer.Option(help="Where traffic.txt, capture.pcap, flows.jsonl and the spool go.")] = Path("logs"),
     bpf: Annotated[Optional[str], typer.Option(help="BPF filter for live capture.")] = None,
     promisc: Annotated[bool, typer.Option(help="Put the interface in promiscuous mode.")] = False,
@@ -110,10 +116,15 @@ def run(
     if (iface is None) == (pcap is None):
         typer.echo("error: give exactly one of --iface or --pcap", err=True)
         raise typer.Exit(2)
+    token = token_file.read_text().strip() if token_file else os.environ.get("DESY_API_TOKEN") or None
+    if token and not insecure and not _private_url(server):
+        typer.echo(f"error: refusing to send the token in clear text to {server}: use https:// (with --ca-cert for "
+                   "a private CA), or pass --insecure", err=True)
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     config = RunConfig(
-        log_dir=log_dir, agent_id=agent_id or socket.gethostname(), server=server, token=token,
+        log_dir=log_dir, agent_id=agent_id or socket.gethostname(), server=server, token=token, ca_cert=ca_cert,
         batch_size=batch_size, batch_interval=batch_interval, spool_max_bytes=spool_mb * 2**20,
         pcap_max_bytes=pcap_rotate_mb * 2**20, drain_timeout=drain_timeout,
     )
@@ -141,9 +152,41 @@ def run(
             capture.close()
     counters["packets_kernel_dropped"] = capture.kernel_dropped if capture else 0
     typer.echo(_summary_text(counters), err=True)
-    (log_dir / "summary.json").write_text(json.dumps(counters, indent=2) + "\n")
-    if counters["flows_lost"]:
-        typer.echo(f"warning: {counters['flows_lost']} flows lost because the spool limit ({spool_mb} MiB) was hit", err=True)
+    with private_file(log_dir / "summary.json", "w") as out:
+        out.write(json.dumps(counters, indent=2) + "\n")
+    problems = run_problems(counters, spool_mb)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+def run_problems(counters: dict, spool_mb: int) -> list[str]:
+    """Why a run failed: the capture could not be read, the server refused the agent, or flows
+    were lost or rejected."""
+    problems = []
+    if counters.get("capture_error"):
+        problems.append(counters["capture_error"])
+    if counters.get("refused"):
+        problems.append(f"{counters['refused']}; {counters.get('flows_spooled', 0)} flows wait in the spool")
+    if counters.get("flows_lost"):
+        problems.append(f"{counters['flows_lost']} flows lost because the spool limit ({spool_mb} MiB) was hit")
+    if counters.get("flows_rejected"):
+        problems.append(f"{counters['flows_rejected']} flows rejected by the server (see the log above)")
+    if not counters.get("capture_error") and "flows_classified" not in counters:
+        problems.append("the sender process did not report")
+    return problems
+
+
+def _private_url(url: str) -> bool:
+    """Whether a token sent to url stays private: HTTPS, or plain HTTP to this machine."""
+    parsed = httpx.URL(url)
+    if parsed.scheme == "https":
+        return True
+    try:
+        return parsed.host == "localhost" or ipaddress.ip_address(parsed.host).is_loopback
+    except ValueError:
+        return False
 
 
 def quiet_gc() -> None:

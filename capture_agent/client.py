@@ -4,14 +4,19 @@ Contract: POST {server}/classify with `Authorization: Bearer <token>` and {"flow
 the answer is {"model_version": "...", "results": [{"label", "attack_probability", "category"}, ...]}
 in request order. Batches that cannot be classified (server unreachable, 5xx, 429) are written to
 the spool directory and retried with exponential backoff; nothing is dropped unless the spool is
-full, and then the drop is counted and logged.
+full, and then the drop is counted and logged. When the server rejects records (400), only those
+are dropped (named by the server, else found by halving the batch), logged and counted. When it
+refuses the agent (401/403) or its certificate cannot be verified, sending stops and every batch
+is spooled for a later run: the run fails.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +35,24 @@ class ServerError(RuntimeError):
     """The server answered, but not with verdicts (a permanent error for that batch)."""
 
 
+class BadRecords(ServerError):
+    """The server rejected records of the batch (400): how many, and the indexes it named."""
+
+    def __init__(self, message: str, invalid: int, indexes: set[int]) -> None:
+        super().__init__(message)
+        self.invalid, self.indexes = invalid, indexes
+
+
+class Orphaned(BaseException):
+    """Raised in the sender process when the agent's main process dies (from a signal handler,
+    so it also ends a read blocked on a half-written queue message)."""
+
+
+class Refused(RuntimeError):
+    """The server refuses this agent (401/403), or its certificate cannot be verified: sending
+    again cannot help until the operator fixes the token or the CA."""
+
+
 @dataclass
 class SendCounters:
     """flows_spooled counts flows put in the spool; at exit, those still waiting there."""
@@ -40,25 +63,38 @@ class SendCounters:
     flows_rejected: int = 0
     batches_sent: int = 0
     send_failures: int = 0
+    refused: str = ""  # why the server refused this agent, if it did
 
 
 class ClassifyClient:
     """Thin httpx client for POST /classify."""
 
-    def __init__(self, server: str, token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, server: str, token: str | None = None, timeout: float = 10.0, ca_cert: Path | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
+        verify = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True
+        self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify)
 
     def classify(self, flows: list[Record]) -> list[Verdict]:
         """Verdicts in request order, each with the model version added.
 
-        Raises httpx.TransportError / httpx.HTTPStatusError (retryable: 5xx, 429) or ServerError.
+        Raises httpx.TransportError / httpx.HTTPStatusError (retryable: 5xx, 429), Refused,
+        BadRecords or ServerError.
         """
-        response = self.http.post("/classify", json={"flows": flows})
-        if response.status_code >= 500 or response.status_code == 429:
+        try:
+            response = self.http.post("/classify", json={"flows": flows})
+        except httpx.TransportError as err:
+            if _certificate_error(err):
+                raise Refused(f"cannot verify the server's certificate: {err}") from None
+            raise
+        status = response.status_code
+        if status >= 500 or status == 429:
             response.raise_for_status()
-        if response.status_code != 200:
-            raise ServerError(f"server refused the batch: HTTP {response.status_code}: {response.text[:300]}")
+        if status in (401, 403):
+            raise Refused(f"the server refused this agent (HTTP {status}): check the token")
+        if status == 400:
+            raise _bad_records(response)
+        if status != 200:
+            raise ServerError(f"server refused the batch: HTTP {status}: {response.text[:300]}")
         body = response.json()
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(flows):
@@ -70,6 +106,26 @@ class ClassifyClient:
         self.http.close()
 
 
+def _certificate_error(err: Exception) -> bool:
+    cause = err
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _bad_records(response: httpx.Response) -> ServerError:
+    """BadRecords from a 400 naming the bad records, else a plain ServerError."""
+    message = f"server rejected records: {response.text[:300]}"
+    try:
+        body = response.json()
+        indexes = {int(error["loc"][1]) for error in body["detail"] if error["loc"][0] == "flows"}
+        return BadRecords(message, int(body["invalid_records"]), indexes)
+    except (ValueError, KeyError, IndexError, TypeError):
+        return BadRecords(message, 0, set())
+
+
 class Spool:
     """Batches waiting for the server, one JSON file each, bounded in total bytes."""
 
@@ -77,6 +133,7 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)  # batches hold what the network said
         self.sequence = max((int(p.stem.split("-")[1]) for p in self._files()), default=0)
 
     def _files(self) -> list[Path]:
@@ -100,7 +157,8 @@ class Spool:
             return False
         self.sequence += 1
         tmp = self.directory / f".batch-{self.sequence}.tmp"
-        tmp.write_bytes(data)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as out:
+            out.write(data)
         tmp.rename(self.directory / f"batch-{self.sequence}.json")
         return True
 
@@ -127,49 +185,84 @@ class Sender:
 
     def run(self, drain_timeout: float) -> SendCounters:
         """Until the None sentinel: batch, send, spool and retry; then keep retrying the spool for
-        drain_timeout seconds. Returns the counters."""
-        batch: list[Record] = []
+        drain_timeout seconds. Returns the counters. If the main process dies (Orphaned is
+        raised, see capture_agent.agent), the flows in hand are spooled for the next start."""
+        self.batch: list[Record] = []
+        try:
+            self._collect()
+            if self.batch:
+                self._send(self.batch)
+                self.batch = []
+            self._drain(time.monotonic() + drain_timeout)
+        except Orphaned:
+            log.error("the agent's main process is gone: spooling %d flows and stopping", len(self.batch))
+            if self.batch:
+                self._to_spool(self.batch)
+        self.counters.flows_spooled = self.spool.flow_count()
+        return self.counters
+
+    def _collect(self) -> None:
+        """Batch rows from the inbox until the None sentinel, sending full or old batches."""
         started = time.monotonic()
         fields = self.fields
         while True:
             waited = time.monotonic() - started
-            timeout = max(0.0, self.batch_interval - waited) if batch else self.batch_interval
+            timeout = max(0.0, self.batch_interval - waited) if self.batch else self.batch_interval
             try:
                 item = self.inbox.get(timeout=timeout)
             except queue.Empty:
                 item = ()
             if item is None:
-                break
-            if item and not batch:
+                return
+            if item and not self.batch:
                 started = time.monotonic()
-            batch.extend(dict(zip(fields, row)) for row in item)
-            while len(batch) >= self.batch_size:
-                self._send(batch[: self.batch_size])
-                batch = batch[self.batch_size :]
-            if batch and time.monotonic() - started >= self.batch_interval:
-                self._send(batch)
-                batch = []
+            self.batch.extend(dict(zip(fields, row)) for row in item)
+            while len(self.batch) >= self.batch_size:
+                self._send(self.batch[: self.batch_size])
+                self.batch = self.batch[self.batch_size :]
+            if self.batch and time.monotonic() - started >= self.batch_interval:
+                self._send(self.batch)
+                self.batch = []
             self._retry_spool()
-        if batch:
-            self._send(batch)
-        self._drain(time.monotonic() + drain_timeout)
-        return self.counters
 
     def _send(self, batch: list[Record]) -> None:
-        if self.spool.pending() or time.monotonic() < self.retry_at:
+        if self.counters.refused or self.spool.pending() or time.monotonic() < self.retry_at:
             self._to_spool(batch)  # keep order: older spooled batches go first
             return
         try:
-            verdicts = self.client.classify(batch)
+            records, verdicts = self._classify(batch)
         except (httpx.TransportError, httpx.HTTPStatusError) as err:
             self._failed(err)
+            self._to_spool(batch)
+            return
+        except Refused as err:
+            self._refused(err)
             self._to_spool(batch)
             return
         except ServerError as err:
             log.error("%s; %d flows not classified", err, len(batch))
             self.counters.flows_rejected += len(batch)
             return
-        self._deliver(batch, verdicts)
+        self._deliver(records, verdicts)
+
+    def _classify(self, batch: list[Record]) -> tuple[list[Record], list[Verdict]]:
+        """The batch's valid records and their verdicts; the records the server rejects are
+        logged, counted and dropped (those it names, else found by halving the batch)."""
+        if not batch:
+            return [], []
+        try:
+            return batch, self.client.classify(batch)
+        except BadRecords as bad:
+            named = {i for i in bad.indexes if 0 <= i < len(batch)}
+            if len(batch) == 1 or (named and len(named) == bad.invalid):
+                rejected = named or {0}
+                for index in sorted(rejected):
+                    log.error("server rejected flow %s: %s", _describe(batch[index]), bad)
+                self.counters.flows_rejected += len(rejected)
+                return self._classify([r for i, r in enumerate(batch) if i not in rejected])
+            half = len(batch) // 2
+            first, second = self._classify(batch[:half]), self._classify(batch[half:])
+            return first[0] + second[0], first[1] + second[1]
 
     def _deliver(self, batch: list[Record], verdicts: list[Verdict]) -> None:
         self.counters.batches_sent += 1
@@ -183,6 +276,11 @@ class Sender:
         self.retry_at = time.monotonic() + self.backoff
         log.warning("server unavailable (%s); retrying in %.1f s, spooling meanwhile", err, self.backoff)
 
+    def _refused(self, err: Refused) -> None:
+        if not self.counters.refused:
+            log.error("%s; spooling every batch from now on (they are sent at the next start)", err)
+        self.counters.refused = str(err)
+
     def _to_spool(self, batch: list[Record]) -> None:
         if self.spool.put(batch):
             self.counters.flows_spooled += len(batch)
@@ -192,15 +290,18 @@ class Sender:
 
     def _retry_spool(self) -> None:
         """Send spooled batches, oldest first, while the server answers."""
-        while time.monotonic() >= self.retry_at:
+        while not self.counters.refused and time.monotonic() >= self.retry_at:
             oldest = self.spool.oldest()
             if oldest is None:
                 return
             path, flows = oldest
             try:
-                verdicts = self.client.classify(flows)
+                records, verdicts = self._classify(flows)
             except (httpx.TransportError, httpx.HTTPStatusError) as err:
                 self._failed(err)
+                return
+            except Refused as err:
+                self._refused(err)
                 return
             except ServerError as err:
                 log.error("%s; spooled batch %s dropped", err, path.name)
@@ -208,11 +309,15 @@ class Sender:
                 path.unlink()
                 continue
             path.unlink()
-            self._deliver(flows, verdicts)
+            self._deliver(records, verdicts)
 
     def _drain(self, deadline: float) -> None:
         """Retry the spool until it is empty or the deadline passes."""
-        while self.spool.pending() and time.monotonic() < deadline:
+        while self.spool.pending() and not self.counters.refused and time.monotonic() < deadline:
             time.sleep(max(0.0, min(self.retry_at, deadline) - time.monotonic()))
             self._retry_spool()
-        self.counters.flows_spooled = self.spool.flow_count()
+
+
+def _describe(record: Record) -> str:
+    return (f"{record.get('src_ip')}:{record.get('src_port')} -> {record.get('dst_ip')}:{record.get('dst_port')} "
+            f"{record.get('protocol_type')}/{record.get('service')} at {record.get('start_time')}")

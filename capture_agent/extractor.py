@@ -36,6 +36,7 @@ class Counters:
     connections_emitted: int = 0
     connections_evicted: int = 0
     payload_bytes_over_budget: int = 0  # not kept for content inspection: the budget was full
+    packets_time_backwards: int = 0  # stamped earlier than a packet before them: taken as that time
     malformed_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -46,10 +47,16 @@ class Tracker:
                  max_payload: int = MAX_PAYLOAD) -> None:
         self.table = ConnectionTable(timeouts, max_connections, max_payload)
         self.counters = Counters()
+        self.latest = float("-inf")
 
     def feed(self, frame: bytes, linktype: int, ts: float) -> list[Finished]:
         counters = self.counters
         counters.packets_seen += 1
+        if ts < self.latest:  # a clock step back: durations and windows must not go negative
+            counters.packets_time_backwards += 1
+            ts = self.latest
+        else:
+            self.latest = ts
         try:
             pkt = decode(frame, linktype, ts)
         except (Malformed, IndexError) as err:

@@ -18,7 +18,6 @@ from capture_agent.connection import Connection, PayloadBudget
 from capture_agent.decode import ACK, ICMP, ICMPV6, SYN, TCP, Packet
 from capture_agent.fragments import FragmentTracker
 
-
 #: Payload bytes all open connections may keep for content inspection, together.
 MAX_PAYLOAD = 64 * 1024 * 1024
 

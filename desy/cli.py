@@ -40,11 +40,18 @@ def absolute_store(uri: str) -> str:
     return uri
 
 
+def server_home(port: int) -> Path:
+    """BentoML's home for the server on this port: its Prometheus files are its own (BentoML
+    wipes the directory at start, so servers sharing one home wipe each other's /metrics)."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "desy" / f"bentoml-{port}"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=0, help="Server processes (0: one per core).")] = 0,
     token: Annotated[Optional[str], typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify.")] = None,
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without a token.")] = False,
     max_body_mb: Annotated[int, typer.Option(help="Largest /classify body accepted, MiB.")] = 16,
@@ -54,13 +61,15 @@ def serve(
         typer.echo(f"error: refusing to listen on {host} without a token: set DESY_API_TOKEN (or --token), "
                    "or pass --insecure to accept unauthenticated requests from the network", err=True)
         raise typer.Exit(2)
+    workers = workers or os.cpu_count() or 1
     beside = Path(sys.executable).with_name("bentoml")  # the bentoml of this environment first
     bentoml = str(beside) if beside.exists() else shutil.which("bentoml")
     if bentoml is None:
         typer.echo("error: bentoml is not installed: `uv sync --extra serve` (or `make setup`)", err=True)
         raise typer.Exit(2)
     env = dict(os.environ, DESY_WORKERS=str(workers), DESY_MAX_BODY_BYTES=str(max_body_mb * 2**20),
-               MLFLOW_TRACKING_URI=absolute_store(tracking_uri()), BENTOML_DO_NOT_TRACK="true")
+               MLFLOW_TRACKING_URI=absolute_store(tracking_uri()), BENTOML_DO_NOT_TRACK="true",
+               BENTOML_HOME=str(server_home(port)))
     if token:
         env["DESY_API_TOKEN"] = token
     else:

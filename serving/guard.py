@@ -1,5 +1,10 @@
-"""ASGI middleware in front of the BentoML app: bearer-token auth and a body size limit on
-/classify, and the served model version as a header on every response."""
+"""ASGI middleware in front of the BentoML app.
+
+Every path except OPEN_PATHS needs `Authorization: Bearer <token>` (when a token is configured)
+and a JSON body of at most max_body bytes, counted as the bytes arrive whatever the headers say.
+/readyz says why the model is not served yet; the OpenAPI document declares the 400 body that
+/classify really sends; every response carries the served model version.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,15 @@ import json
 from hmac import compare_digest
 from typing import Any
 
-#: The model version this worker serves, set once the champion is loaded.
-SERVED = {"version": ""}
-PROTECTED = "/classify"
+from serving.schemas import BadRequest
+
+#: The model version this worker serves once the champion is loaded, or why it does not yet.
+SERVED = {"version": "", "status": "loading the champion"}
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json"})
 
 
 class Guard:
-    """Health and metrics stay open; /classify needs `Authorization: Bearer <token>` when a token
-    is configured, and a Content-Length of at most max_body bytes."""
+    """Token, content type and body size on protected paths; see the module docstring."""
 
     def __init__(self, app: Any, token: str | None, max_body: int) -> None:
         self.app = app
@@ -28,30 +34,95 @@ class Guard:
 
         async def send_with_version(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-model-version", SERVED["version"].encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-model-version", SERVED["version"].encode())]
             await send(message)
 
-        if scope["path"] == PROTECTED:
-            refusal = self._refusal(dict(scope["headers"]))
-            if refusal:
-                await _reply(send_with_version, *refusal)
-                return
-        await self.app(scope, receive, send_with_version)
+        path = scope["path"]
+        if path == "/readyz" and not SERVED["version"]:
+            await _reply(send_with_version, 503, {"ready": False, "status": SERVED["status"]})
+        elif path == "/docs.json":
+            await self.app(scope, receive, _DocsRewriter(send_with_version))
+        elif path in OPEN_PATHS:
+            await self.app(scope, receive, send_with_version)
+        else:
+            await self._protected(scope, receive, send_with_version)
 
-    def _refusal(self, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+    async def _protected(self, scope: dict, receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
         if self.expected and not compare_digest(headers.get(b"authorization", b""), self.expected):
-            return 401, "missing or wrong bearer token"
+            await _reply(send, 401, {"error": "missing or wrong bearer token"})
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media_type != b"application/json":
+            await _reply(send, 415, {"error": "the body must be application/json"})
+            return
         length = headers.get(b"content-length")
-        if length is None:
-            return 411, "Content-Length required"
-        if not length.isdigit() or int(length) > self.max_body:
-            return 413, f"body larger than {self.max_body} bytes"
-        return None
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _reply(send, 413, {"error": f"body larger than {self.max_body} bytes"})
+            return
+        body = await _read_body(receive, self.max_body)
+        if body is None:
+            await _reply(send, 413, {"error": f"body larger than {self.max_body} bytes"})
+            return
+        await self.app(scope, _replay(body, receive), send)
 
 
-async def _reply(send: Any, status: int, error: str) -> None:
-    body = json.dumps({"error": error}).encode()
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as more than limit bytes have arrived."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return bytes(body)
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A receive callable that gives the app the body already read, then the real events."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+class _DocsRewriter:
+    """Declares the 400 body /classify sends (BentoML's default says `detail` is a string)."""
+
+    def __init__(self, send: Any) -> None:
+        self.send, self.start, self.body = send, None, bytearray()
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            return
+        self.body += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        body = bytes(self.body)
+        if self.start["status"] == 200:
+            doc = json.loads(body)
+            doc.setdefault("components", {}).setdefault("schemas", {})["InvalidArgument"] = BadRequest.model_json_schema()
+            body = json.dumps(doc).encode()
+        headers = [(k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"]
+        await self.send({**self.start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+async def _reply(send: Any, status: int, content: dict) -> None:
+    body = json.dumps(content).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))

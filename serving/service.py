@@ -2,8 +2,9 @@
 
 Run with `desy serve` (or `bentoml serve serving.service:DesyNids`). Configuration from the
 environment: MLFLOW_TRACKING_URI (default sqlite:///mlruns/mlflow.db), DESY_API_TOKEN (bearer
-token for /classify), DESY_WORKERS (processes, default 1), DESY_MAX_BODY_BYTES (default 16 MiB), DESY_ACCESS_LOG=1
-(a log line per request; off by default, it costs a third of a single-flow request's time).
+token for every path but health, metrics and the OpenAPI document), DESY_WORKERS (processes,
+default 1), DESY_MAX_BODY_BYTES (default 16 MiB), DESY_ACCESS_LOG=1 (a log line per request; off
+by default, it costs a third of a single-flow request's time).
 """
 
 from __future__ import annotations
@@ -11,18 +12,43 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
-from pydantic import Field
+from pydantic import Field, ValidationError, WithJsonSchema
+from starlette.responses import JSONResponse
 
 from desy import schema
 from serving.guard import SERVED, Guard
 from serving.model import Champion, load_champion
-from serving.schemas import MAX_FLOWS, ClassifyResponse, FlowRecord
+from serving.schemas import (
+    FLOWS_SCHEMA,
+    MAX_FLOWS,
+    BadRecords,
+    BadRequest,
+    ClassifyResponse,
+    validate_flows,
+)
 
 log = logging.getLogger("desy.serving")
+
+
+class _OneLineBadRequests(logging.Filter):
+    """BentoML logs a request body it cannot validate with a full traceback at ERROR: one line
+    at WARNING is enough for a client's mistake."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            record.msg, record.args = "400 on %s: %s", (record.args[0] if record.args else "?", str(error).splitlines()[0])
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_OneLineBadRequests())
 
 FLOWS_CLASSIFIED = bentoml.metrics.Counter(
     name="desy_flows_classified_total", documentation="Flow records classified.")
@@ -51,26 +77,43 @@ class DesyNids:
         threading.Thread(target=self._load, name="desy-model-loader", daemon=True).start()
 
     def _load(self) -> None:
-        try:
-            self.champion = load_champion()
-            SERVED["version"] = self.champion.version
-        except Exception as err:  # reported by /readyz staying false and by the log
-            self.load_error = str(err)
-            log.error("cannot load the champion: %s", err)
+        """Load the champion, retrying with backoff (1 s doubling to 60 s) while the registry is
+        down, locked or has no champion; /readyz says why meanwhile."""
+        delay = 1.0
+        while True:
+            try:
+                self.champion = load_champion()
+            except Exception as err:  # any failure of the registry or the download: retry
+                self.load_error = str(err)
+                SERVED["status"] = f"cannot load the champion (retrying in {delay:.0f} s): {err}"
+                log.error("%s", SERVED["status"])
+                time.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            SERVED["version"], SERVED["status"] = self.champion.version, "ready"
+            return
 
     def __is_ready__(self) -> bool:
         return self.champion is not None
 
     @bentoml.api(route="/classify")
-    def classify(self, flows: Annotated[list[FlowRecord], Field(max_length=MAX_FLOWS)]) -> ClassifyResponse:
+    def classify(
+        self, flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
+    ) -> ClassifyResponse:
         """Verdicts for a batch of flow records, in request order."""
         champion = self.champion
         if champion is None:
             raise ServiceUnavailable(self.load_error or "model still loading")
-        rows = [tuple(flow.__dict__.values())[:41] for flow in flows]
-        columns = dict(zip(schema.FEATURE_NAMES, zip(*rows))) if rows else {n: () for n in schema.FEATURE_NAMES}
+        try:
+            records = validate_flows(flows)
+        except BadRecords as bad:
+            log.warning("400 on /classify: %s of %d; first: %s", bad, len(flows), bad.errors[0])
+            body = BadRequest(error=f"{bad}; the first {len(bad.errors)} errors are in detail",
+                              detail=bad.errors, invalid_records=bad.invalid)
+            return JSONResponse(body.model_dump(), status_code=400)
+        columns = {name: [getattr(record, name) for record in records] for name in schema.FEATURE_NAMES}
         _count_unknown(columns)
-        results = champion.classify(columns) if rows else []
+        results = champion.classify(columns) if records else []
         FLOWS_CLASSIFIED.inc(len(results))
         for result in results:
             if result["label"] == "attack":

@@ -78,3 +78,12 @@ def test_payload_held_stays_within_the_budget_and_the_rest_is_counted():
     assert payload.refused == 100 * 2 * (32 * 1024 // 1400) * 1400 - 1024 * 1024
     assert extractor.counters.payload_bytes_over_budget == payload.refused
     assert payload.held == 0
+
+
+def test_a_timestamp_going_backwards_is_clamped_and_counted():
+    frames = crafted.session(0.0, 0x0A000001, 0x0A000002, 40000, 80, [b"GET / HTTP/1.0\r\n\r\n"], [b"HTTP/1.0 200 OK\r\n"])
+    t, frame = frames[4]
+    frames[4] = (t - 10.0, frame)  # a clock step back of 10 s in the middle of the connection
+    flows, extractor = run(frames)
+    assert [f["duration"] for f in flows] == [0]
+    assert extractor.counters.packets_time_backwards == 1

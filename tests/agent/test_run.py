@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
 from desy.demo import free_port
@@ -18,9 +24,11 @@ from tests.conftest import PCAPS
 AGENT = [sys.executable, "-m", "capture_agent.cli"]
 
 
-def agent_run(pcap: Path, server: str, log_dir: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def agent_run(pcap: Path, server: str, log_dir: Path, *extra: str, token: str | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DESY_API_TOKEN"} | ({"DESY_API_TOKEN": token} if token else {})
     return subprocess.run([*AGENT, "run", "--pcap", str(pcap), "--server", server, "--log-dir", str(log_dir),
-                           "--agent-id", "test-agent", *extra], capture_output=True, text=True, timeout=timeout)
+                           "--agent-id", "test-agent", *extra], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def extracted_rows(pcap: Path, tmp_path: Path) -> int:
@@ -32,7 +40,7 @@ def extracted_rows(pcap: Path, tmp_path: Path) -> int:
 def test_run_logs_one_verdict_per_connection(tmp_path):
     pcap = PCAPS / "nmap_80_all.pcap"
     with ClassifyServer(token="s3cret") as server:
-        result = agent_run(pcap, server.url, tmp_path / "logs", "--token", "s3cret")
+        result = agent_run(pcap, server.url, tmp_path / "logs", token="s3cret")
     assert result.returncode == 0, result.stderr
     connections = extracted_rows(pcap, tmp_path)
     flows = [json.loads(line) for line in (tmp_path / "logs" / "flows.jsonl").read_text().splitlines()]
@@ -46,12 +54,55 @@ def test_run_logs_one_verdict_per_connection(tmp_path):
     assert summary["packets_seen"] == 431 and summary["packets_written_pcap"] == 431
 
 
-def test_wrong_token_is_reported_not_retried_forever(tmp_path):
+def test_wrong_token_fails_and_keeps_the_flows_for_the_next_run(tmp_path):
     with ClassifyServer(token="right") as server:
-        result = agent_run(PCAPS / "whois.pcap", server.url, tmp_path / "logs", "--token", "wrong")
-    assert result.returncode == 0
-    assert "HTTP 401" in result.stderr
-    assert json.loads((tmp_path / "logs" / "summary.json").read_text())["flows_rejected"] == 1
+        result = agent_run(PCAPS / "whois.pcap", server.url, tmp_path / "logs", token="wrong")
+        assert result.returncode == 1
+        assert "HTTP 401" in result.stderr and "check the token" in result.stderr
+        summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
+        assert summary["flows_spooled"] == 1 and summary["flows_rejected"] == 0
+        again = agent_run(PCAPS / "whois.pcap", server.url, tmp_path / "logs", token="right")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "logs" / "summary.json").read_text())["flows_classified"] == 2
+
+
+def test_unreadable_capture_fails_with_a_clear_error(tmp_path):
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"this is not a capture file" * 10)
+    with ClassifyServer() as server:
+        result = agent_run(garbage, server.url, tmp_path / "logs")
+    assert result.returncode == 1
+    assert "not a readable pcap" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_only_the_records_the_server_rejects_are_dropped(tmp_path):
+    total = extracted_rows(PCAPS / "masscan_tcp_0_1000.pcap", tmp_path)
+    for named in (True, False):  # the server names them, or the agent finds them by halving
+        log_dir = tmp_path / f"logs-{named}"
+        with ClassifyServer(reject=lambda f: f["dst_port"] % 97 == 0, name_rejected=named) as server:
+            result = agent_run(PCAPS / "masscan_tcp_0_1000.pcap", server.url, log_dir)
+            received = server.received
+        summary = json.loads((log_dir / "summary.json").read_text())
+        rejected = summary["flows_rejected"]
+        assert result.returncode == 1 and "rejected by the server" in result.stderr
+        assert 0 < rejected < 20 and summary["flows_classified"] == len(received) == total - rejected
+        assert all(f["dst_port"] % 97 for f in received)
+
+
+def test_sender_exits_when_the_main_process_is_killed(tmp_path):
+    log_dir = tmp_path / "logs"
+    proc = subprocess.Popen([*AGENT, "run", "--pcap", str(PCAPS / "synflood_spoofed.pcap"), "--server",
+                             f"http://127.0.0.1:{free_port()}", "--log-dir", str(log_dir), "--drain-timeout", "600"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list((log_dir / "spool").glob("batch-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (sender,) = psutil.Process(proc.pid).children()
+    proc.kill()
+    proc.wait()
+    psutil.wait_procs([sender], timeout=15)
+    assert not sender.is_running() or sender.status() == psutil.STATUS_ZOMBIE
+    assert list((log_dir / "spool").glob("batch-*.json"))
 
 
 def test_server_down_then_up_spools_and_classifies_everything(tmp_path):
@@ -95,3 +146,50 @@ def test_capture_pcap_is_valid_after_sigterm(tmp_path):
     assert check.returncode == 0, check.stderr
     summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
     assert len(check.stdout.splitlines()) == summary["packets_written_pcap"] > 0
+
+
+def _pcapng_two_linktypes(path: Path) -> Path:
+    """A pcapng whose first interface is Linux SLL (113) and second Ethernet (1), one TCP SYN each."""
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    ip_tcp = bytes(IP(src="10.9.0.1", dst="10.9.0.2") / TCP(sport=1234, dport=80, flags="S"))
+    frames = [(0, b"\0\0\0\1\0\6" + b"\2" * 8 + b"\x08\0" + ip_tcp), (1, bytes(Ether() / ip_tcp))]
+    data = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    data += block(1, struct.pack("<HHI", 113, 0, 262144)) + block(1, struct.pack("<HHI", 1, 0, 262144))
+    for n, (interface, frame) in enumerate(frames):
+        ts = (1_700_000_000 + n) * 1_000_000
+        data += block(6, struct.pack("<IIIII", interface, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+    path.write_bytes(data)
+    return path
+
+
+def test_each_link_type_gets_its_own_capture_file(tmp_path):
+    pcap = _pcapng_two_linktypes(tmp_path / "two.pcapng")
+    with ClassifyServer() as server:
+        result = agent_run(pcap, server.url, tmp_path / "logs")
+    assert result.returncode == 0, result.stderr
+    assert len(rdpcap(str(tmp_path / "logs" / "capture.pcap"))) == 1
+    assert len(rdpcap(str(tmp_path / "logs" / "capture-linktype1.pcap"))) == 1
+
+
+def test_logs_are_private_and_a_planted_symlink_is_refused(tmp_path):
+    log_dir = tmp_path / "logs"
+    with ClassifyServer() as server:
+        assert agent_run(PCAPS / "whois.pcap", server.url, log_dir).returncode == 0
+        assert stat.S_IMODE(log_dir.stat().st_mode) == 0o700
+        for name in ("capture.pcap", "flows.jsonl", "traffic.txt", "summary.json"):
+            assert stat.S_IMODE((log_dir / name).stat().st_mode) == 0o600, name
+        target = tmp_path / "precious"
+        target.write_text("keep me")
+        (log_dir / "capture.pcap").unlink()
+        (log_dir / "capture.pcap").symlink_to(target)
+        result = agent_run(PCAPS / "whois.pcap", server.url, log_dir)
+    assert result.returncode == 1 and "symbolic link" in result.stderr
+    assert target.read_text() == "keep me"
+
+
+def test_token_is_not_sent_in_clear_text_to_another_host(tmp_path):
+    result = agent_run(PCAPS / "whois.pcap", "http://192.0.2.1:3000", tmp_path / "logs", token="s3cret")
+    assert result.returncode == 2 and "clear text" in result.stderr

@@ -1,6 +1,7 @@
 """The capture agent replaying a real capture against the real model server."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,7 +16,8 @@ def test_agent_replays_a_capture_against_the_server(server, tmp_path):
     pcap = PCAPS / "nmap_80_w_service_detection.pcap"
     logs = tmp_path / "logs"
     result = subprocess.run([sys.executable, "-m", "capture_agent.cli", "run", "--pcap", str(pcap), "--server", url,
-                             "--token", TOKEN, "--log-dir", str(logs)], capture_output=True, text=True, timeout=300)
+                             "--log-dir", str(logs)], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, DESY_API_TOKEN=TOKEN))
     assert result.returncode == 0, result.stderr
     summary = json.loads((logs / "summary.json").read_text())
     flows = [json.loads(line) for line in (logs / "flows.jsonl").read_text().splitlines()]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from desy import schema
-from desy.demo import free_port
+from desy.demo import free_port, wait_ready
 from desy.inference import decide
 from tests.conftest import ROOT
 from tests.serving.conftest import TOKEN, start_server, stop_server
@@ -50,18 +52,28 @@ def test_classify_in_order_with_model_version(client, server, small_model, small
     assert np.allclose([r["attack_probability"] for r in got], expected.attack_probability, atol=1e-5)
 
 
-def test_token_required_on_classify_only(client, small_tables):
+def test_token_required_except_on_open_paths(client, small_tables):
     flows = {"flows": records(small_tables["kddtest_plus"], 1)}
     assert client.post("/classify", json=flows).status_code == 401
     assert client.post("/classify", json=flows, headers={"Authorization": "Bearer nope"}).status_code == 401
-    for path in ("/livez", "/readyz", "/metrics"):
+    assert client.post("/any/new/endpoint", json={}).status_code == 401
+    assert client.get("/").status_code == 401
+    for path in ("/livez", "/readyz", "/metrics", "/docs.json"):
         assert client.get(path).status_code == 200, path
 
 
 BAD = {
     "negative bytes": ("src_bytes", -1, "greater_than_equal"),
     "rate above one": ("serror_rate", 1.5, "less_than_equal"),
-    "string count": ("count", "many", "int_parsing"),
+    "string count": ("count", "many", "int_type"),
+    "numeric string": ("count", "12", "int_type"),
+    "true as integer": ("src_bytes", True, "int_type"),
+    "huge integer": ("src_bytes", 10**400, "less_than_equal"),
+    "NaN time": ("start_time", float("nan"), "finite_number"),
+    "infinite time": ("end_time", float("inf"), "finite_number"),
+    "false as time": ("start_time", False, "float_type"),
+    "bad address": ("src_ip", "10.0.0.300", "value_error"),
+    "long address": ("dst_ip", "1" * 400, "string_too_long"),
     "bool out of range": ("land", 2, "less_than_equal"),
     "missing field": ("flag", None, "missing"),
 }
@@ -75,10 +87,32 @@ def test_bad_record_names_index_and_field(client, small_tables, case):
         del flows[2][field]
     else:
         flows[2][field] = value
-    response = client.post("/classify", json={"flows": flows}, headers=AUTH)
+    body = json.dumps({"flows": flows}).encode()  # json.dumps writes NaN, Infinity and 10**400
+    response = client.post("/classify", content=body, headers=AUTH | {"Content-Type": "application/json"})
     assert response.status_code == 400
     (detail,) = response.json()["detail"]
     assert detail["loc"] == ["flows", 2, field] and detail["type"] == error
+    assert response.json()["invalid_records"] == 1
+
+
+def test_many_bad_records_get_a_short_answer(client):
+    response = client.post("/classify", json={"flows": [{}] * 10_000}, headers=AUTH)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["invalid_records"] == 10_000 and len(body["detail"]) == 20
+    assert len(response.content) < 10_000
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain", "application/x-www-form-urlencoded"])
+def test_other_content_types_are_415(client, content_type):
+    response = client.post("/classify", content=b'{"flows": []}', headers=AUTH | {"Content-Type": content_type})
+    assert response.status_code == 415
+
+
+def test_openapi_declares_the_400_body(client):
+    doc = client.get("/docs.json").json()
+    detail = doc["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
+    assert detail["type"] == "array"
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"flows": 5}', b'{"flows": [1]}', b"\xff\xfe"])
@@ -87,14 +121,36 @@ def test_malformed_bodies_are_400(client, body):
     assert response.status_code == 400, response.text
 
 
-def test_body_limits(client):
+def test_body_limits_count_the_bytes_that_arrive(client):
     huge = b'{"flows": [' + b" " * (17 * 2**20) + b"]}"
     assert client.post("/classify", content=huge, headers=AUTH).status_code == 413
 
-    def chunks():
-        yield b'{"flows": []}'
+    def chunks(size: int):
+        yield b'{"flows": ['
+        for _ in range(size // 2**20):
+            yield b" " * 2**20
+        yield b"]}"
 
-    assert client.post("/classify", content=chunks(), headers=AUTH).status_code == 411
+    assert client.post("/classify", content=chunks(17 * 2**20), headers=AUTH).status_code == 413
+    response = client.post("/classify", content=chunks(2**20), headers=AUTH)
+    assert response.status_code == 200 and response.json()["results"] == []
+
+
+def test_chunked_body_with_a_small_content_length_is_refused(server):
+    """Transfer-Encoding and Content-Length together (request smuggling): never a 1 GiB body."""
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST /classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        chunks = [b'{"flows": [', *[b" " * 2**20] * 20, b"]}", b""]  # 20 MiB of valid JSON, limit 16 MiB
+        try:
+            for chunk in chunks:
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        except OSError:
+            pass  # the server closed the connection early: refused
+        answer = sock.recv(4096)
+    assert answer.split()[1] in (b"400", b"413"), answer[:200]
 
 
 def test_unknown_categoricals_are_accepted_encoded_and_counted(client, small_model, small_tables):
@@ -137,26 +193,55 @@ def test_refuses_public_address_without_token():
     assert result.returncode == 2 and "without a token" in result.stderr
 
 
-def test_not_ready_without_a_champion(tmp_path):
+def test_ready_once_a_champion_appears_without_restart(model_store, tmp_path):
+    """No champion at start: /readyz says why and /classify is 503; the loader keeps retrying,
+    so naming a champion later makes the server ready."""
+    import mlflow
+
+    uri, version = model_store
+    store = tmp_path / "mlflow.db"
+    shutil.copy(uri.removeprefix("sqlite:///"), store)
+    registry = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    registry.delete_registered_model_alias("desy-nids", "champion")
     port = free_port()
-    proc = start_server(f"sqlite:///{tmp_path}/empty.db", None, port)
+    proc = start_server(f"sqlite:///{store}", None, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        alive = False
-        for _ in range(240):
-            try:
-                alive = httpx.get(f"{url}/livez", timeout=2).status_code == 200
-            except httpx.TransportError:
-                pass
-            if alive:
-                break
-            time.sleep(0.5)
-        assert alive, "server never came alive"
+        _wait(lambda: httpx.get(f"{url}/livez", timeout=2).status_code == 200, "server never came alive")
+        _wait(lambda: "retrying" in httpx.get(f"{url}/readyz", timeout=2).json()["status"], "/readyz never said why")
         assert httpx.get(f"{url}/readyz").status_code == 503
-        response = httpx.post(f"{url}/classify", json={"flows": []})
-        assert response.status_code == 503
+        assert httpx.post(f"{url}/classify", json={"flows": []}).status_code == 503
+        registry.set_registered_model_alias("desy-nids", "champion", version)
+        _wait(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, "never ready after the champion appeared")
+        assert httpx.post(f"{url}/classify", json={"flows": []}).headers["x-model-version"] == str(version)
     finally:
         stop_server(proc)
+
+
+def test_each_server_keeps_its_own_metrics(server, model_store, client, small_tables):
+    """Starting another server on the host must not wipe this one's /metrics."""
+    client.post("/classify", json={"flows": records(small_tables["kddtest_plus"], 3)}, headers=AUTH)
+    before = _metric(client, "desy_flows_classified_total")
+    assert before >= 3
+    port = free_port()
+    other = start_server(model_store[0], None, port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", other)
+        assert _metric(client, "desy_flows_classified_total") == before
+    finally:
+        stop_server(other)
+
+
+def _wait(condition, message: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(message)
 
 
 def test_bentoml_build_packages_the_service(tmp_path):
