@@ -99,7 +99,8 @@ def _replay(body: bytes, receive: Any) -> Any:
 
 
 class _DocsRewriter:
-    """Declares the 400 body /classify sends (BentoML's default says `detail` is a string)."""
+    """Declares the 400 body /classify sends (BentoML's default says `detail` is a string) and
+    that a request body is required."""
 
     def __init__(self, send: Any) -> None:
         self.send, self.start, self.body = send, None, bytearray()
@@ -115,6 +116,10 @@ class _DocsRewriter:
         if self.start["status"] == 200:
             doc = json.loads(body)
             doc.setdefault("components", {}).setdefault("schemas", {})["InvalidArgument"] = BadRequest.model_json_schema()
+            for operations in doc.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation["requestBody"]["required"] = True
             body = json.dumps(doc).encode()
         headers = [(k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"]
         await self.send({**self.start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     create_model,
 )
 
@@ -41,7 +42,8 @@ _KIND_TYPES = {
     "bool": Annotated[int, Field(ge=0, le=1, **_STRICT)],
     "rate": Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, **_STRICT)],
 }
-Address = Annotated[str, Field(max_length=45, **_STRICT), AfterValidator(_address)]
+Address = Annotated[str, Field(max_length=45, **_STRICT), AfterValidator(_address), WithJsonSchema(
+    {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}, {"const": ""}]})]
 Port = Annotated[int, Field(ge=0, le=65535, **_STRICT)]
 Time = Annotated[float, Field(ge=0.0, allow_inf_nan=False, **_STRICT)]
 

@@ -251,3 +251,13 @@ def test_bentoml_build_packages_the_service(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     built = list((tmp_path / "bentoml" / "bentos" / "desy_nids").glob("*/bento.yaml"))
     assert built and "serving.service:DesyNids" in built[0].read_text()
+
+
+def test_schemathesis_finds_no_failure_against_the_openapi_document(server):
+    """Property-based requests from the served OpenAPI document: every check (no 5xx, status
+    codes and bodies as documented, schema-valid requests accepted, invalid ones refused)."""
+    url, _ = server
+    result = subprocess.run([str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/docs.json",
+                             "-H", f"Authorization: Bearer {TOKEN}", "--checks", "all", "--max-examples", "300",
+                             "--generation-deterministic"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:]
