@@ -3,8 +3,9 @@
 Run with `desy serve` (or `bentoml serve serving.service:DesyNids`). Configuration from the
 environment: MLFLOW_TRACKING_URI (default sqlite:///mlruns/mlflow.db), DESY_API_TOKEN (bearer
 token for every path but health, metrics and the OpenAPI document), DESY_WORKERS (processes,
-default 1), DESY_MAX_BODY_BYTES (default 16 MiB), DESY_ACCESS_LOG=1 (a log line per request; off
-by default, it costs a third of a single-flow request's time).
+default 1), DESY_MAX_BODY_BYTES (default 16 MiB), DESY_HEADER_TIMEOUT (seconds a connection may
+take to send its request headers, default 10), DESY_ACCESS_LOG=1 (a log line per request; off by
+default, it costs a third of a single-flow request's time).
 """
 
 from __future__ import annotations
@@ -49,6 +50,39 @@ class _OneLineBadRequests(logging.Filter):
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_OneLineBadRequests())
+
+
+def _header_timeout(seconds: float) -> None:
+    """Close a connection whose request headers are not complete `seconds` after it opened (or
+    after its previous response): uvicorn has no such timeout, and a client that never finishes
+    its headers would hold the connection for ever. Patches uvicorn's h11 protocol, the one
+    BentoML's workers use (httptools is not installed)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    def arm(protocol: H11Protocol) -> None:
+        cycle = protocol.cycle  # a new request replaces it once its headers are complete
+
+        def expire() -> None:
+            if protocol.cycle is cycle and not protocol.transport.is_closing():
+                protocol.transport.close()
+
+        protocol.loop.call_later(seconds, expire)
+
+    made, completed = H11Protocol.connection_made, H11Protocol.on_response_complete
+
+    def connection_made(self: H11Protocol, transport: Any) -> None:
+        made(self, transport)
+        arm(self)
+
+    def on_response_complete(self: H11Protocol) -> None:
+        completed(self)
+        if not self.transport.is_closing():
+            arm(self)
+
+    H11Protocol.connection_made, H11Protocol.on_response_complete = connection_made, on_response_complete
+
+
+_header_timeout(float(os.environ.get("DESY_HEADER_TIMEOUT", "10")))
 
 FLOWS_CLASSIFIED = bentoml.metrics.Counter(
     name="desy_flows_classified_total", documentation="Flow records classified.")

@@ -261,3 +261,13 @@ def test_schemathesis_finds_no_failure_against_the_openapi_document(server):
                              "-H", f"Authorization: Bearer {TOKEN}", "--checks", "all", "--max-examples", "300",
                              "--generation-deterministic"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_headers_that_never_finish_are_cut_off(server):
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        assert sock.recv(4096) == b""  # the server closed the connection
+    assert time.monotonic() - started < 30
