@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,7 +12,8 @@ class ClassifyServer:
     """Answers POST /classify: S0/REJ connections are attacks (dos), the rest normal. Records for
     which `reject` is true get a 400 in the real server's format, naming them if `name_rejected`."""
 
-    def __init__(self, port: int = 0, token: str | None = None, reject=None, name_rejected: bool = True) -> None:
+    def __init__(self, port: int = 0, token: str | None = None, reject=None, name_rejected: bool = True,
+                 tls: tuple[str, str] | None = None) -> None:
         self.received: list[dict] = []
         self.token = token
         outer = self
@@ -47,8 +49,12 @@ class ClassifyServer:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        if tls:  # (certificate file, key file)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> ClassifyServer:

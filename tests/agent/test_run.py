@@ -193,3 +193,17 @@ def test_logs_are_private_and_a_planted_symlink_is_refused(tmp_path):
 def test_token_is_not_sent_in_clear_text_to_another_host(tmp_path):
     result = agent_run(PCAPS / "whois.pcap", "http://192.0.2.1:3000", tmp_path / "logs", token="s3cret")
     assert result.returncode == 2 and "clear text" in result.stderr
+
+
+def test_tls_with_a_private_ca_and_a_certificate_that_does_not_verify(tmp_path):
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    with ClassifyServer(token="t0k", tls=(str(cert), str(key))) as server:
+        trusted = agent_run(PCAPS / "whois.pcap", server.url, tmp_path / "ok", "--ca-cert", str(cert), token="t0k")
+        untrusted = agent_run(PCAPS / "whois.pcap", server.url, tmp_path / "bad", token="t0k")
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads((tmp_path / "ok" / "summary.json").read_text())["flows_classified"] == 1
+    assert untrusted.returncode == 1 and "certificate" in untrusted.stderr
+    assert json.loads((tmp_path / "bad" / "summary.json").read_text())["flows_spooled"] == 1
