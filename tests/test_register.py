@@ -3,6 +3,7 @@
 import json
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -22,7 +23,8 @@ def _register(model, tables, model_dir, params=PARAMS):
                                            "lab": tables["lab_test"]})
     example = tables["kddtest_plus"].head(5)
     datasets = {"lab_train": (tables["lab_train"], "training")}
-    return register(pipeline, meta, model_dir, metrics, params, example, datasets=datasets), metrics
+    tests = {"lab": tables["lab_test"], "kddtest_plus": tables["kddtest_plus"]}
+    return register(pipeline, meta, model_dir, metrics, params, example, tests, datasets=datasets), metrics
 
 
 def test_weak_model_is_registered_but_does_not_take_champion(small_model, small_tables, tmp_path, monkeypatch):
@@ -62,6 +64,23 @@ def test_weak_model_is_registered_but_does_not_take_champion(small_model, small_
     loaded = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}")
     features = small_tables["kddtest_21"].head(100)[list(meta["features"])]
     assert (loaded.predict(features) == pipeline.predict(features)).all()
+
+
+def test_the_champion_is_scored_again_on_todays_test_runs(small_model, small_tables, tmp_path, monkeypatch):
+    """A rerun lab gives other test runs: the champion's logged metrics would compare two
+    different sets of connections. Re-registering the same model on a harder lab test split
+    must still be judged equal to the champion, not worse."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    pipeline, meta, model_dir = small_model
+    first, first_metrics = _register((pipeline, meta), small_tables, model_dir)
+    lab = small_tables["lab_test"]
+    harder = lab[lab["category"] != "normal"].head(50)  # only attacks: another false-alarm rate
+    harder = small_tables | {"lab_test": pd.concat([lab[lab["category"] == "normal"].head(20), harder])}
+    second, second_metrics = _register((pipeline, meta), harder, model_dir)
+    assert second_metrics["lab"]["rows"] == 70 != first_metrics["lab"]["rows"]
+    assert second.champion_metrics["lab.false_alarm_rate"] == second_metrics["lab"]["false_alarm_rate"]
+    assert second.champion_metrics["lab.detection_rate"] == second_metrics["lab"]["detection_rate"]
+    assert second.promoted
 
 
 def test_unknown_promotion_metric_is_named():

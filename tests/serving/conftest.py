@@ -29,7 +29,8 @@ def model_store(small_model, small_tables, tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
         params = {"prepare": {}, "train": SMALL_TRAIN_PARAMS, "register": {"min_kddtest_plus_accuracy": 0, "tolerance": 0}}
-        decision = register(pipeline, meta, model_dir, metrics, params, small_tables["kddtest_plus"].head(5))
+        decision = register(pipeline, meta, model_dir, metrics, params, small_tables["kddtest_plus"].head(5),
+                            {"lab": small_tables["lab_test"], "kddtest_plus": small_tables["kddtest_plus"]})
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI")
