@@ -20,7 +20,6 @@ DATA_DOCS = REPORTS / "data_docs"
 METRICS_FILE = REPORTS / "metrics.json"
 VALIDATION_FILE = REPORTS / "validation.json"
 REGISTRY_FILE = REPORTS / "registry.json"
-DEFAULT_TRACKING_URI = f"sqlite:///{(ROOT / 'mlruns' / 'mlflow.db').as_posix()}"
 
 #: The lab's splits (whole scenario runs each) and the names of every prepared table.
 LAB_SPLITS = ("lab_train", "lab_validation", "lab_test")
