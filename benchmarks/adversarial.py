@@ -42,8 +42,9 @@ def flood_rss_mb(directory: Path) -> float:
     """Peak resident memory of `desy-agent extract` on the HTTP flood, its two processes summed
     (sampled every 20 ms; the pcap is written by a child so this process stays small)."""
     pcap = directory / "http_flood.pcap"
-    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from benchmarks import crafted; "
-                    "crafted.write_pcap(Path(sys.argv[1]), crafted.http_flood())", str(pcap)], check=True)
+    write = ("import sys; from pathlib import Path; from benchmarks import crafted; "
+             "crafted.write_pcap(Path(sys.argv[1]), crafted.http_flood())")
+    subprocess.run([sys.executable, "-c", write, str(pcap)], check=True)
     proc = subprocess.Popen([sys.executable, "-m", "capture_agent.cli", "extract", str(pcap), "--out",
                              str(directory / "flood.csv"), "--quiet"])
     agent, peak = psutil.Process(proc.pid), 0

@@ -27,7 +27,7 @@ def private_file(path: Path, mode: str) -> Any:
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     try:
         fd = os.open(path, flags, 0o600)
-    except OSError as err:
+    except OSError:
         if path.is_symlink():
             raise OSError(f"{path} is a symbolic link: refusing to write through it") from None
         raise

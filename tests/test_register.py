@@ -72,7 +72,7 @@ def test_the_champion_is_scored_again_on_todays_test_runs(small_model, small_tab
     must still be judged equal to the champion, not worse."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     pipeline, meta, model_dir = small_model
-    first, first_metrics = _register((pipeline, meta), small_tables, model_dir)
+    _, first_metrics = _register((pipeline, meta), small_tables, model_dir)
     lab = small_tables["lab_test"]
     harder = lab[lab["category"] != "normal"].head(50)  # only attacks: another false-alarm rate
     harder = small_tables | {"lab_test": pd.concat([lab[lab["category"] == "normal"].head(20), harder])}
