@@ -16,7 +16,7 @@ setup:  ## install uv if missing, the locked environment with every extra, and N
 repro: setup  ## run the training pipeline (validate, prepare, train, evaluate, register)
 	$(UV) run dvc repro
 
-lab: setup  ## regenerate lab/flows.csv with real servers, clients and attack tools (root; ~30 min)
+lab: setup  ## regenerate lab/flows.csv with real servers, clients and attack tools (root; about an hour)
 	apt-get install -y -qq --no-install-recommends $$(cat lab/apt-packages.txt)
 	$(UV) run python -m lab run
 	$(UV) run dvc commit -f lab

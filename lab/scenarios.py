@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.network import ATTACKER, BY_NAME, CLIENTS, SERVER, SUBNET4, Host, Lab
-from lab.servers import PAGE_SIZES, PASSWORD, USER
+from lab.servers import API_SIZES, PAGE_SIZES, PASSWORD, USER
 
 WEB2 = BY_NAME["web2"]
 SSH_OPTS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR")
@@ -72,12 +72,28 @@ def _target(run: Run, v6_share: float = 0.3) -> tuple[Host, str]:
 
 
 def web(run: Run, client: Host) -> None:
-    host, addr = _target(run)
-    scheme = run.rng.choice(("http", "https"))
-    urls = [f"{scheme}://{addr}/page-{run.rng.choice(PAGE_SIZES)}.html" for _ in range(run.rng.randint(1, 5))]
-    if run.rng.random() < 0.1:
-        urls.append(f"{scheme}://{addr}/missing-{run.rng.randrange(100)}.html")
-    run.sh(client, ["curl", "-sk", "-o", "/dev/null", "--max-time", "20", *urls])
+    """A user or a program on the web: pages with curl, the front page and its assets with wget,
+    an API with Python, or monitoring (HEAD, conditional GET, health checks, an old link)."""
+    _, addr = _target(run)
+    base = f"{run.rng.choice(('http', 'https'))}://{addr}"
+    kind = run.rng.choices(("pages", "front", "api", "check"), (0.45, 0.2, 0.2, 0.15))[0]
+    if kind == "pages":
+        urls = [f"{base}/page-{run.rng.choice(PAGE_SIZES)}.html" for _ in range(run.rng.randint(1, 5))]
+        if run.rng.random() < 0.1:
+            urls.append(f"{base}/missing-{run.rng.randrange(100)}.html")
+        run.sh(client, ["curl", "-sk", "-o", "/dev/null", "--max-time", "20", *urls])
+    elif kind == "front":
+        run.sh(client, ["wget", "-q", "-p", "--delete-after", "--no-check-certificate", "--timeout=20",
+                        "-P", str(run.dir / "wget"), f"{base}/"])
+    elif kind == "api":  # urllib closes each connection: one small request and answer per connection
+        urls = [f"{base}/api/items-{run.rng.choice(API_SIZES)}.json" for _ in range(run.rng.randint(1, 4))]
+        code = ("import ssl, sys, urllib.request\nctx = ssl._create_unverified_context()\n"
+                "for url in sys.argv[1:]: urllib.request.urlopen(url, timeout=10, context=ctx).read()")
+        run.sh(client, ["python3", "-c", code, *urls])
+    else:
+        check = run.rng.choice((["-I", f"{base}/"], ["-z", "Jan 1 2026", f"{base}/page-2300.html"],
+                                ["--http1.0", f"{base}/health"], [f"{base}/old/page.html"]))
+        run.sh(client, ["curl", "-sk", "-o", "/dev/null", "--max-time", "10", *check])
 
 
 def web_login(run: Run, client: Host) -> None:
@@ -133,10 +149,18 @@ def telnet(run: Run, client: Host) -> None:
     run.sh(client, ["bash", "-c", f"({script}) | telnet {SERVER.ip}"])
 
 
+def rejoin(run: Run, client: Host) -> None:
+    """The client's link goes down and up (a laptop waking, a VM restarting): IPv6 duplicate
+    address detection, router solicitation and multicast listener reports, as hosts send them."""
+    script = ("sysctl -qw net.ipv6.conf.eth0.keep_addr_on_down=1; ip link set eth0 down; "
+              f"sleep {run.rng.uniform(0.2, 1.0):.1f}; ip link set eth0 up; sleep 2")
+    run.sh(client, ["bash", "-c", script])
+
+
 #: What users do, with how often they do it.
 ACTIVITIES: tuple[tuple[Callable[[Run, Host], None], float], ...] = (
     (web, 0.32), (dns, 0.18), (ping, 0.08), (ssh, 0.1), (ftp, 0.1), (mail, 0.1), (ntp, 0.05),
-    (web_login, 0.04), (telnet, 0.03),
+    (web_login, 0.04), (telnet, 0.03), (rejoin, 0.02),
 )
 
 

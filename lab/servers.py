@@ -18,6 +18,10 @@ from lab.network import BY_NAME, SERVER, Lab, run
 USER, PASSWORD = "alice", "Tr0ub4dor&3"
 #: Page sizes of a small real site (bytes): HTML, CSS, scripts, images, a download.
 PAGE_SIZES = (512, 2_300, 7_800, 15_000, 48_000, 120_000, 350_000, 1_200_000)
+#: The front page's assets (bytes), fetched with it by browsers and `wget -p`.
+ASSETS = {"style.css": 3_400, "app.js": 21_000, "logo.png": 6_100, "favicon.ico": 1_150}
+#: Small JSON answers of the site's API (bytes), the traffic of scripts and single-page apps.
+API_SIZES = (90, 240, 700, 1_800)
 PORTS = {"http": 80, "https": 443, "ftp": 21, "ssh": 22, "telnet": 23, "pop3": 110, "imap": 143, "dns": 53, "ntp": 123}
 
 
@@ -114,7 +118,16 @@ class Servers:
         (site / "admin").mkdir(parents=True, exist_ok=True)
         for size in PAGE_SIZES:
             (site / f"page-{size}.html").write_bytes(b"<html><body>" + self._text(size) + b"</body></html>")
-        (site / "index.html").write_bytes(b"<html><body>lab</body></html>")
+        for name, size in ASSETS.items():
+            (site / name).write_bytes(self._text(size))
+        links = "".join(f'<a href="page-{size}.html">page {size}</a> ' for size in PAGE_SIZES[:4])
+        (site / "index.html").write_text(
+            '<html><head><link rel="stylesheet" href="style.css"><script src="app.js"></script>'
+            f'<link rel="icon" href="favicon.ico"></head><body><img src="logo.png">{links}</body></html>')
+        (site / "api").mkdir(exist_ok=True)
+        for size in API_SIZES:
+            body = self._text(size - 12).decode().replace("\n", " ")
+            (site / "api" / f"items-{size}.json").write_text(f'{{"items": "{body}"}}')
         (site / "admin" / "index.html").write_bytes(b"<html>admin</html>")
         crypted = run("openssl", "passwd", "-apr1", PASSWORD).stdout.strip()
         self._write("htpasswd", f"{USER}:{crypted}\n")
@@ -144,6 +157,8 @@ http {{
         ssl_certificate {self.dir}/tls.crt; ssl_certificate_key {self.dir}/tls.key;
         root {self.dir}/www;
         location /admin/ {{ auth_basic "lab"; auth_basic_user_file {self.dir}/htpasswd; }}
+        location = /health {{ default_type text/plain; return 200 "ok"; }}
+        location /old/ {{ return 301 /index.html; }}
     }}
 }}
 """)
