@@ -28,7 +28,7 @@ demo: setup  ## train if needed, serve the champion, run the agent on a capture,
 	$(UV) run desy demo $(if $(PCAP),--pcap $(PCAP)) $(if $(IFACE),--iface $(IFACE))
 
 mlflow-ui:  ## browse runs and registered models at http://127.0.0.1:5000
-	$(UV) run mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+	$(UV) run mlflow ui --backend-store-uri "$$($(UV) run python -m desy.registry)" --host 127.0.0.1 --port 5000
 
 clean:  ## remove pipeline outputs (not the MLflow store)
 	rm -rf artifacts reports

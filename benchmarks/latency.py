@@ -56,7 +56,7 @@ async def _run(url: str, rate: float, seconds: float) -> list[float]:
 
 def main(url: str, rate: Annotated[float, typer.Option()] = 100.0, seconds: Annotated[float, typer.Option()] = 30.0) -> None:
     latencies = sorted(asyncio.run(_run(url, rate, seconds)))
-    pct = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]  # noqa: E731
+    pct = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
     print(f"{len(latencies)} single-flow requests at {rate:.0f}/s: p50 {pct(50):.2f} ms, p90 {pct(90):.2f} ms, "
           f"p99 {pct(99):.2f} ms, max {latencies[-1]:.2f} ms, mean {statistics.fmean(latencies):.2f} ms")
 

@@ -26,11 +26,9 @@ from capture_agent.client import ClassifyClient, Orphaned, Sender, Spool
 from capture_agent.extractor import Extractor
 from capture_agent.logs import FlowLogs, PcapLog, private_dir
 from capture_agent.pcap import CaptureFileError
-from desy.schema import FEATURE_NAMES, FLOW_CONTEXT_FIELDS
 
 log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
-FLOW_FIELDS = (*FEATURE_NAMES, *FLOW_CONTEXT_FIELDS)
 PR_SET_PDEATHSIG = 1  # prctl(2)
 ROWS_PER_MESSAGE = 256  # rows sent to the sender process at a time (or every 0.2 s)
 
@@ -59,7 +57,7 @@ def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
     flow_logs = FlowLogs(config.log_dir)
     client = ClassifyClient(config.server, config.token, ca_cert=config.ca_cert)
     sender = Sender(client, Spool(config.log_dir / "spool", config.spool_max_bytes), flow_logs.write_batch,
-                    inbox, FLOW_FIELDS, config.batch_size, config.batch_interval)
+                    inbox, config.agent_id, config.batch_size, config.batch_interval)
     try:
         counters = sender.run(config.drain_timeout)
     finally:
@@ -172,8 +170,7 @@ class Agent:
 
     def _emit(self, rows: list[tuple]) -> None:
         if rows:
-            agent = (self.config.agent_id,)
-            self.pending.extend(row + agent for row in rows)
+            self.pending.extend(rows)
             if len(self.pending) >= ROWS_PER_MESSAGE:
                 self._flush()
 

@@ -12,20 +12,20 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import httpx
 import typer
 
 from capture_agent.extractor import Counters, Extractor, extract_file
-from capture_agent.features import RECORD_FIELDS
 from capture_agent.logs import private_file
 from capture_agent.pcap import CaptureFileError, frames
 from capture_agent.table import Timeouts
+from desy.records import ROW_FIELDS
 
 #: One CSV line per record. No value ever needs quoting (numbers, addresses, service and flag
 #: names), and %-formatting is a third faster than the csv module on the hot path.
-CSV_LINE = ",".join(["%s"] * len(RECORD_FIELDS)) + "\n"
+CSV_LINE = ",".join(["%s"] * len(ROW_FIELDS)) + "\n"
 
 app = typer.Typer(help="DeSy capture agent: live traffic or pcaps → 41 NSL-KDD features → verdicts.", no_args_is_help=True)
 
@@ -54,7 +54,7 @@ class Progress:
 @app.command()
 def extract(
     pcap: Annotated[Path, typer.Argument(help="pcap or pcapng file.", exists=True, dir_okay=False)],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="CSV file (default: standard output).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV file (default: standard output).")] = None,
     tcp_attempt_timeout: TcpAttempt = Timeouts.tcp_attempt,
     tcp_idle_timeout: TcpIdle = Timeouts.tcp_established,
     udp_timeout: UdpIdle = Timeouts.udp,
@@ -67,7 +67,7 @@ def extract(
     quiet_gc()
     progress_line = Progress()
     handle = out.open("w", newline="") if out else sys.stdout
-    handle.write(",".join(RECORD_FIELDS) + "\n")
+    handle.write(",".join(ROW_FIELDS) + "\n")
     emitted = 0
     try:
         for rows, progress in extract_file(pcap, timeouts, max_connections, parallel=workers > 1):
@@ -91,15 +91,15 @@ def extract(
 @app.command()
 def run(
     server: Annotated[str, typer.Option(help="Model server base URL, e.g. http://127.0.0.1:3000.")],
-    iface: Annotated[Optional[str], typer.Option(help="Capture live from this interface.")] = None,
-    pcap: Annotated[Optional[Path], typer.Option(help="Replay this pcap/pcapng file.", exists=True, dir_okay=False)] = None,
-    token_file: Annotated[Optional[Path], typer.Option(help="File holding the server's bearer token (default: the DESY_API_TOKEN environment variable; never on the command line, where `ps` shows it).", exists=True, dir_okay=False)] = None,
-    ca_cert: Annotated[Optional[Path], typer.Option(help="CA certificate (PEM) that signed the server's certificate, for a private CA.", exists=True, dir_okay=False)] = None,
+    iface: Annotated[str | None, typer.Option(help="Capture live from this interface.")] = None,
+    pcap: Annotated[Path | None, typer.Option(help="Replay this pcap/pcapng file.", exists=True, dir_okay=False)] = None,
+    token_file: Annotated[Path | None, typer.Option(help="File holding the server's bearer token (default: the DESY_API_TOKEN environment variable; never on the command line, where `ps` shows it).", exists=True, dir_okay=False)] = None,
+    ca_cert: Annotated[Path | None, typer.Option(help="CA certificate (PEM) that signed the server's certificate, for a private CA.", exists=True, dir_okay=False)] = None,
     insecure: Annotated[bool, typer.Option(help="Allow sending the token over plain HTTP to a server that is not on this machine.")] = False,
     log_dir: Annotated[Path, typer.Option(help="Where traffic.txt, capture.pcap, flows.jsonl and the spool go.")] = Path("logs"),
-    bpf: Annotated[Optional[str], typer.Option(help="BPF filter for live capture.")] = None,
+    bpf: Annotated[str | None, typer.Option(help="BPF filter for live capture.")] = None,
     promisc: Annotated[bool, typer.Option(help="Put the interface in promiscuous mode.")] = False,
-    agent_id: Annotated[Optional[str], typer.Option(help="Name of this agent in flow records (default: host name).")] = None,
+    agent_id: Annotated[str | None, typer.Option(help="Name of this agent in flow records (default: host name).")] = None,
     batch_size: Annotated[int, typer.Option(help="Flows per request at most.")] = 256,
     batch_interval: Annotated[float, typer.Option(help="Seconds a flow waits for its batch to fill at most.")] = 1.0,
     spool_mb: Annotated[int, typer.Option(help="Disk spool limit for unsent batches, MiB.")] = 256,
@@ -137,7 +137,7 @@ def run(
 
         try:
             capture = LiveCapture(iface, bpf, promisc)
-        except (OSError, Exception) as err:  # scapy raises its own exception types for a bad filter
+        except Exception as err:  # noqa: BLE001 (scapy raises its own exception types for a bad filter)
             typer.echo(f"error: cannot capture on {iface}: {err}", err=True)
             raise typer.Exit(2) from None
         source = capture.frames(lambda: not agent.stopping.is_set())

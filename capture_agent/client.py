@@ -1,8 +1,8 @@
 """Sending flow records to the model server: batches, a disk spool and retries.
 
 Contract: POST {server}/classify with `Authorization: Bearer <token>` and {"flows": [record, ...]};
-the answer is {"model_version": "...", "results": [{"label", "attack_probability", "category"}, ...]}
-in request order. Batches that cannot be classified (server unreachable, 5xx, 429) are written to
+the answer is {"model_version": "...", "results": [verdict, ...]} in request order (records and
+verdicts: desy.records). Batches that cannot be classified (server unreachable, 5xx, 429) are written to
 the spool directory and retried with exponential backoff; nothing is dropped unless the spool is
 full, and then the drop is counted and logged. When the server rejects records (400), only those
 are dropped (named by the server, else found by halving the batch), logged and counted. When it
@@ -25,10 +25,9 @@ from typing import Any
 
 import httpx
 
-log = logging.getLogger("desy.agent.client")
+from desy.records import CLASSIFY_PATH, Record, Verdict, record
 
-Record = dict[str, Any]
-Verdict = dict[str, Any]
+log = logging.getLogger("desy.agent.client")
 
 
 class ServerError(RuntimeError):
@@ -55,19 +54,19 @@ class Refused(RuntimeError):
 
 @dataclass
 class SendCounters:
-    """flows_spooled counts flows put in the spool; at exit, those still waiting there."""
+    """What happened to the flows, reported at exit."""
 
     flows_classified: int = 0
-    flows_spooled: int = 0
-    flows_lost: int = 0
-    flows_rejected: int = 0
+    flows_spooled: int = 0  # put in the spool; at exit, those still waiting there
+    flows_lost: int = 0  # dropped because the spool was full
+    flows_rejected: int = 0  # refused by the server as invalid (400)
     batches_sent: int = 0
-    send_failures: int = 0
+    send_failures: int = 0  # server unreachable, or a 5xx or 429 answer
     refused: str = ""  # why the server refused this agent, if it did
 
 
 class ClassifyClient:
-    """Thin httpx client for POST /classify."""
+    """Thin httpx client for POST CLASSIFY_PATH."""
 
     def __init__(self, server: str, token: str | None = None, timeout: float = 10.0, ca_cert: Path | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -75,13 +74,13 @@ class ClassifyClient:
         self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify)
 
     def classify(self, flows: list[Record]) -> list[Verdict]:
-        """Verdicts in request order, each with the model version added.
+        """Verdicts in request order, each with the model version that gave it added.
 
         Raises httpx.TransportError / httpx.HTTPStatusError (retryable: 5xx, 429), Refused,
         BadRecords or ServerError.
         """
         try:
-            response = self.http.post("/classify", json={"flows": flows})
+            response = self.http.post(CLASSIFY_PATH, json={"flows": flows})
         except httpx.TransportError as err:
             if _certificate_error(err):
                 raise Refused(f"cannot verify the server's certificate: {err}") from None
@@ -170,14 +169,15 @@ class Spool:
 
 
 class Sender:
-    """Batches rows from `inbox` (lists of row tuples in `fields` order, then None to finish),
-    classifies them and hands (records, verdicts) to on_batch. Runs in its own process, see
-    capture_agent.agent."""
+    """Batches rows from `inbox` (lists of rows in desy.records.ROW_FIELDS order, then None to
+    finish) as records of agent_id, classifies them and hands (records, verdicts) to on_batch.
+    Runs in its own process, see capture_agent.agent."""
 
     def __init__(self, client: ClassifyClient, spool: Spool, on_batch: Callable[[list[Record], list[Verdict]], None],
-                 inbox: Any, fields: tuple[str, ...], batch_size: int = 256, batch_interval: float = 1.0,
+                 inbox: Any, agent_id: str, batch_size: int = 256, batch_interval: float = 1.0,
                  max_backoff: float = 30.0) -> None:
-        self.client, self.spool, self.on_batch, self.inbox, self.fields = client, spool, on_batch, inbox, fields
+        self.client, self.spool, self.on_batch, self.inbox = client, spool, on_batch, inbox
+        self.agent_id = agent_id
         self.batch_size, self.batch_interval, self.max_backoff = batch_size, batch_interval, max_backoff
         self.counters = SendCounters()
         self.backoff = 0.0
@@ -204,7 +204,7 @@ class Sender:
     def _collect(self) -> None:
         """Batch rows from the inbox until the None sentinel, sending full or old batches."""
         started = time.monotonic()
-        fields = self.fields
+        agent_id = self.agent_id
         while True:
             waited = time.monotonic() - started
             timeout = max(0.0, self.batch_interval - waited) if self.batch else self.batch_interval
@@ -216,7 +216,7 @@ class Sender:
                 return
             if item and not self.batch:
                 started = time.monotonic()
-            self.batch.extend(dict(zip(fields, row)) for row in item)
+            self.batch.extend(record(row, agent_id) for row in item)
             while len(self.batch) >= self.batch_size:
                 self._send(self.batch[: self.batch_size])
                 self.batch = self.batch[self.batch_size :]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
-from capture_agent.content import CONTENT_CAP, CONTENT_PORTS
 from capture_agent.decode import ACK, FIN, RST, SYN, TCP, URG, Packet
+from capture_agent.services import service
+
+#: Payload bytes kept each way for content inspection (capture_agent.features.content).
+CONTENT_CAP = 32 * 1024
+#: Responder ports whose payload is kept for content inspection, and the dialect spoken there.
+CONTENT_PORTS: dict[int, str] = {
+    21: "ftp", 23: "telnet", 25: "smtp", 80: "http", 110: "pop", 143: "imap",
+    512: "rsh", 513: "rlogin", 514: "rsh", 8001: "http", 2784: "http",
+}
 
 # TCP history bits
 O_SYN, R_SYNACK, O_FIN, R_FIN, O_RST, R_RST, O_SYNACK_FIRST = 1, 2, 4, 8, 16, 32, 64
@@ -25,7 +34,7 @@ class PayloadBudget:
     flood of connections to inspected ports cannot exhaust memory. Bytes refused are counted.
     """
 
-    __slots__ = ("limit", "held", "refused")
+    __slots__ = ("held", "limit", "refused")
 
     def __init__(self, limit: int) -> None:
         self.limit, self.held, self.refused = limit, 0, 0
@@ -39,7 +48,7 @@ class PayloadBudget:
 
 
 class Finished(NamedTuple):
-    """What feature computation needs of an ended connection (plain values, cheap to pickle)."""
+    """An ended connection, as the feature plugins see it (plain values, cheap to pickle)."""
 
     proto: int
     orig: bytes
@@ -51,23 +60,45 @@ class Finished(NamedTuple):
     orig_bytes: int
     resp_bytes: int
     flag: str
+    service: str
     urgent: int
     wrong_fragment: int
-    icmp_type: int
-    icmp_code: int
     established: bool
     dialect: str | None
     orig_payload: bytes
     resp_payload: bytes
 
 
+#: A Finished from its plain tuple, as sent between processes (C speed: no per-field checks).
+as_finished = partial(tuple.__new__, Finished)
+
+
 class Connection:
     """A TCP connection, a UDP conversation or one ICMP message (or fragmented datagram)."""
 
     __slots__ = (
-        "key", "orig", "resp", "orig_port", "resp_port", "proto", "version", "start", "last",
-        "orig_bytes", "resp_bytes", "history", "urgent", "wrong_fragment",
-        "icmp_type", "icmp_code", "seq_base", "seq_top", "dialect", "orig_data", "resp_data", "budget",
+        "budget",
+        "dialect",
+        "history",
+        "icmp_code",
+        "icmp_type",
+        "key",
+        "last",
+        "orig",
+        "orig_bytes",
+        "orig_data",
+        "orig_port",
+        "proto",
+        "resp",
+        "resp_bytes",
+        "resp_data",
+        "resp_port",
+        "seq_base",
+        "seq_top",
+        "start",
+        "urgent",
+        "version",
+        "wrong_fragment",
     )
 
     def __init__(self, key: tuple, pkt: Packet, budget: PayloadBudget, flipped: bool = False) -> None:
@@ -166,8 +197,9 @@ class Connection:
             self.orig_data = self.resp_data = None
         return Finished(
             self.proto, self.orig, self.resp, self.orig_port, self.resp_port, self.start, self.last,
-            self.orig_bytes, self.resp_bytes, self.compute_flag(), self.urgent, self.wrong_fragment,
-            self.icmp_type, self.icmp_code, self.established, self.dialect, orig_payload, resp_payload,
+            self.orig_bytes, self.resp_bytes, self.compute_flag(),
+            service(self.proto, self.resp_port, self.icmp_type, self.icmp_code), self.urgent,
+            self.wrong_fragment, self.established, self.dialect, orig_payload, resp_payload,
         )
 
     @property

@@ -36,8 +36,22 @@ class Packet:
     """What the connection tracker needs from one IP packet."""
 
     __slots__ = (
-        "ts", "version", "src", "dst", "proto", "sport", "dport", "flags", "seq", "payload", "ip_id",
-        "frag_offset", "more_fragments", "ip_payload_len", "icmp_type", "icmp_code",
+        "dport",
+        "dst",
+        "flags",
+        "frag_offset",
+        "icmp_code",
+        "icmp_type",
+        "ip_id",
+        "ip_payload_len",
+        "more_fragments",
+        "payload",
+        "proto",
+        "seq",
+        "sport",
+        "src",
+        "ts",
+        "version",
     )
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """Frames in, connection records out.
 
 Two stages: the Tracker (decoding and the connection table) turns frames into Finished
-connections; the features stage (traffic windows, content) turns those into records. `Extractor`
+connections; the feature plugins (capture_agent.features) turn those into rows. `Extractor`
 runs both in one thread; `extract_file` can run the tracker in a second process so that a
 pcap is read on both cores.
 """
@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capture_agent.connection import Finished
+from capture_agent.connection import Finished, as_finished
 from capture_agent.decode import Malformed, decode
-from capture_agent.features import connection_row
+from capture_agent.features import RowBuilder
 from capture_agent.pcap import frames
-from capture_agent.table import MAX_PAYLOAD, ConnectionTable, Timeouts
-from capture_agent.windows import TrafficWindows
+from capture_agent.table import DEFAULT_TIMEOUTS, MAX_PAYLOAD, ConnectionTable, Timeouts
 
 BATCH = 2048
 #: Payload bytes per batch at most (about): a batch is pickled whole to the parent process.
@@ -43,7 +42,7 @@ class Counters:
 class Tracker:
     """Decoding and connection tracking: frames in time order → ended connections."""
 
-    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+    def __init__(self, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
                  max_payload: int = MAX_PAYLOAD) -> None:
         self.table = ConnectionTable(timeouts, max_connections, max_payload)
         self.counters = Counters()
@@ -87,12 +86,12 @@ class Tracker:
 
 class Extractor:
     """Both stages in the calling thread: feed frames in time order, collect the rows
-    (RECORD_FIELDS order) of connections as they end."""
+    (desy.records.ROW_FIELDS order) of connections as they end."""
 
-    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+    def __init__(self, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
                  max_payload: int = MAX_PAYLOAD) -> None:
         self.tracker = Tracker(timeouts, max_connections, max_payload)
-        self.windows = TrafficWindows()
+        self.rows = RowBuilder()
 
     @property
     def counters(self) -> Counters:
@@ -111,8 +110,8 @@ class Extractor:
         return self._rows(self.tracker.finish())
 
     def _rows(self, ended: list[Finished]) -> list[tuple]:
-        windows = self.windows
-        return [connection_row(conn, windows) for conn in ended]
+        row = self.rows.row
+        return [row(conn) for conn in ended]
 
 
 def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> None:
@@ -120,7 +119,7 @@ def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> N
     try:
         for batch, packets in _tracked_batches(path, timeouts, max_connections):
             pipe.send(([tuple(conn) for conn in batch], packets))
-    except Exception as err:  # reported in the parent
+    except Exception as err:  # noqa: BLE001 (any failure is reported in the parent, which raises it)
         pipe.send(err)
     finally:
         pipe.close()
@@ -149,8 +148,7 @@ def _tracked_batches(path: Path, timeouts: Timeouts, max_connections: int) -> It
 
 
 def _received_batches(path: Path, timeouts: Timeouts, max_connections: int) -> Iterator[tuple[list, int | Counters]]:
-    """The same batches (as plain tuples), tracked by a child process (fork) while the caller
-    computes features."""
+    """The same batches, tracked by a child process (fork) while the caller computes features."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_track_file, args=(path, timeouts, max_connections, sender), daemon=True)
@@ -162,7 +160,7 @@ def _received_batches(path: Path, timeouts: Timeouts, max_connections: int) -> I
             if isinstance(message, Exception):
                 raise message
             batch, progress = message
-            yield batch, progress
+            yield [as_finished(values) for values in batch], progress
             if isinstance(progress, Counters):
                 return
     finally:
@@ -172,14 +170,14 @@ def _received_batches(path: Path, timeouts: Timeouts, max_connections: int) -> I
             child.kill()
 
 
-def extract_file(path: Path, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+def extract_file(path: Path, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
                  parallel: bool = True) -> Iterator[tuple[list[tuple], int | Counters]]:
-    """Rows (RECORD_FIELDS order) of a capture file in batches, each with the packets read so far;
-    the last batch comes with the final Counters instead.
+    """Rows (desy.records.ROW_FIELDS order) of a capture file in batches, each with the packets
+    read so far; the last batch comes with the final Counters instead.
 
     parallel: track connections in a child process while this one computes features.
     """
-    windows = TrafficWindows()
+    row = RowBuilder().row
     batches = _received_batches if parallel else _tracked_batches
     for batch, progress in batches(path, timeouts, max_connections):
-        yield [connection_row(conn, windows) for conn in batch], progress
+        yield [row(conn) for conn in batch], progress

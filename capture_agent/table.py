@@ -34,10 +34,12 @@ class Timeouts:
     sweep_interval: float = 1.0
 
 
+DEFAULT_TIMEOUTS = Timeouts()
+
 class ConnectionTable:
     """Tracks live connections and yields them when they end."""
 
-    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 262_144,
+    def __init__(self, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
                  max_payload: int = MAX_PAYLOAD) -> None:
         self.timeouts = timeouts
         self.max_connections = max_connections

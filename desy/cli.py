@@ -7,14 +7,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from desy.registry import tracking_uri
+from desy import PROJECT
+from desy.registry import absolute_store, tracking_uri
 
 app = typer.Typer(help="DeSy: network intrusion detection on NSL-KDD features.", no_args_is_help=True)
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 @app.callback()
@@ -32,14 +32,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def absolute_store(uri: str) -> str:
-    """A relative SQLite store resolved against the current directory (the server changes it)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
-    return uri
-
-
 def server_home(port: int) -> Path:
     """BentoML's home for the server on this port: its Prometheus files are its own (BentoML
     wipes the directory at start, so servers sharing one home wipe each other's /metrics)."""
@@ -52,7 +44,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
     workers: Annotated[int, typer.Option(min=0, help="Server processes (0: one per core).")] = 0,
-    token: Annotated[Optional[str], typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify.")] = None,
     insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without a token.")] = False,
     max_body_mb: Annotated[int, typer.Option(help="Largest /classify body accepted, MiB.")] = 16,
 ) -> None:
@@ -81,8 +73,8 @@ def serve(
 
 @app.command()
 def demo(
-    pcap: Annotated[Optional[Path], typer.Option(help="Replay this capture instead of the synthetic demo one.", exists=True, dir_okay=False)] = None,
-    iface: Annotated[Optional[str], typer.Option(help="Capture live from this interface instead.")] = None,
+    pcap: Annotated[Path | None, typer.Option(help="Replay this capture instead of the synthetic demo one.", exists=True, dir_okay=False)] = None,
+    iface: Annotated[str | None, typer.Option(help="Capture live from this interface instead.")] = None,
     seconds: Annotated[float, typer.Option(help="How long to capture with --iface.")] = 30.0,
     log_dir: Annotated[Path, typer.Option(help="Where the agent writes its logs.")] = Path("logs/demo"),
 ) -> None:

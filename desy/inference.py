@@ -18,8 +18,9 @@ from desy import schema
 
 
 @dataclass(frozen=True)
-class Verdicts:
-    """Per-record decisions: attack flag, attack probability, category name."""
+class Decisions:
+    """The model's decisions for a batch, as arrays: attack flag, attack probability, category
+    (desy.records.verdicts turns them into verdicts)."""
 
     is_attack: np.ndarray
     attack_probability: np.ndarray
@@ -29,8 +30,8 @@ class Verdicts:
 Threshold = float | Mapping[str, float]
 
 
-def decide(probabilities: np.ndarray, classes: Sequence[str], threshold: Threshold) -> Verdicts:
-    """Verdicts from per-category probabilities.
+def decide(probabilities: np.ndarray, classes: Sequence[str], threshold: Threshold) -> Decisions:
+    """Decisions from per-category probabilities.
 
     attack probability = 1 - P(normal); the candidate category is the most probable attack
     category. A record is an attack when its attack probability reaches the threshold: one
@@ -47,7 +48,7 @@ def decide(probabilities: np.ndarray, classes: Sequence[str], threshold: Thresho
         threshold = np.asarray([threshold.get(name, np.inf) for name in classes])[best]
     is_attack = attack_probability >= threshold
     category = np.where(is_attack, best_attack, "normal")
-    return Verdicts(is_attack=is_attack, attack_probability=attack_probability, category=category)
+    return Decisions(is_attack=is_attack, attack_probability=attack_probability, category=category)
 
 
 def onnx_feeds(columns: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
@@ -87,6 +88,6 @@ class OnnxModel:
         (proba,) = self.session.run([self._proba_output], onnx_feeds(columns))
         return np.asarray(proba, dtype=np.float64)
 
-    def classify(self, columns: Mapping[str, Sequence[Any]]) -> Verdicts:
-        """Verdicts for column-oriented records."""
+    def classify(self, columns: Mapping[str, Sequence[Any]]) -> Decisions:
+        """Decisions for column-oriented records (desy.records.model_columns)."""
         return decide(self.predict_proba(columns), self.classes, self.threshold)

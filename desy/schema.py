@@ -8,7 +8,7 @@ nothing else spells the list out. It has no third-party imports so the agent can
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 PROTOCOLS: Final[tuple[str, ...]] = ("icmp", "tcp", "udp")
 
@@ -99,7 +99,7 @@ DIFFICULTY: Final[str] = "difficulty"
 RAW_COLUMNS: Final[tuple[str, ...]] = FEATURE_NAMES + (LABEL, DIFFICULTY)
 
 Category = Literal["normal", "dos", "probe", "r2l", "u2r"]
-CATEGORIES: Final[tuple[str, ...]] = ("normal", "dos", "probe", "r2l", "u2r")
+CATEGORIES: Final[tuple[str, ...]] = get_args(Category)
 
 #: Every label of KDDTrain+, KDDTest+ and KDDTest-21 and its attack category (DARPA 1998/99).
 LABEL_CATEGORY: Final[dict[str, str]] = {
@@ -121,11 +121,6 @@ LABEL_CATEGORY: Final[dict[str, str]] = {
     "rootkit": "u2r", "sqlattack": "u2r", "xterm": "u2r",
 }
 LABELS: Final[tuple[str, ...]] = tuple(sorted(LABEL_CATEGORY))
-
-#: Endpoints and times of a connection (originator first), after the 41 features in a record.
-ENDPOINT_FIELDS: Final[tuple[str, ...]] = ("src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time")
-#: Endpoint and provenance fields that travel with the 41 features in a flow record.
-FLOW_CONTEXT_FIELDS: Final[tuple[str, ...]] = (*ENDPOINT_FIELDS, "agent_id")
 
 
 def category_of(label: str) -> str:

@@ -11,6 +11,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 SUBNET4, SUBNET6 = "10.203.0", "fd00:203::"
 
@@ -46,7 +47,7 @@ BENIGN_ADDRESSES = frozenset(a for h in HOSTS if h.role != "attacker" for a in (
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     """Run a command, failing with its stderr when it fails."""
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode:
         raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
     return done
@@ -113,13 +114,13 @@ class Lab:
     def down(self) -> None:
         for host in HOSTS:
             _kill_ns(self.ns(host))
-            subprocess.run(["ip", "netns", "del", self.ns(host)], capture_output=True)
+            subprocess.run(["ip", "netns", "del", self.ns(host)], capture_output=True, check=False)
         _kill_ns(self.switch)
-        subprocess.run(["ip", "netns", "del", self.switch], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.switch], capture_output=True, check=False)
         for path in self.etc_dirs:
-            subprocess.run(["rm", "-rf", str(path)], capture_output=True)
+            subprocess.run(["rm", "-rf", str(path)], capture_output=True, check=False)
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> Self:
         return self.up()
 
     def __exit__(self, *exc) -> None:
@@ -127,7 +128,7 @@ class Lab:
 
 
 def _kill_ns(ns: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout.split()
     for pid in pids:
         try:
             os.kill(int(pid), 9)

@@ -40,7 +40,7 @@ class Run:
             self.commands.append(f"{host.name}: {' '.join(argv)}")
         try:
             done = subprocess.run(self.lab.cmd(host, *argv), capture_output=True, text=True,
-                                  timeout=timeout, cwd=self.dir)
+                                  timeout=timeout, cwd=self.dir, check=False)
         except subprocess.TimeoutExpired:
             return -1
         return done.returncode
@@ -50,7 +50,7 @@ class Run:
         with self._lock:
             self.commands.append(f"{host.name}: timeout {seconds:.1f} {' '.join(argv)}")
         subprocess.run(self.lab.cmd(host, "timeout", "-s", "INT", f"{seconds:.1f}", *argv), capture_output=True,
-                       timeout=seconds + 30, cwd=self.dir)  # hydra leaves hydra.restore in its cwd
+                       timeout=seconds + 30, cwd=self.dir, check=False)  # hydra leaves hydra.restore in its cwd
 
     def wordlist(self, size: int, include_right: bool) -> str:
         """A password list of `size` wrong guesses (and the right one last if include_right):

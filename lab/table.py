@@ -15,7 +15,8 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from desy.schema import DIFFICULTY, ENDPOINT_FIELDS, FEATURE_NAMES, LABEL, category_of
+from desy.records import ENDPOINT_FIELDS
+from desy.schema import DIFFICULTY, FEATURE_NAMES, LABEL, category_of
 from lab.network import ATTACKER, BENIGN_ADDRESSES
 
 #: Columns of the labelled table, in order.

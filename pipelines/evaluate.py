@@ -14,28 +14,28 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.pipeline import Pipeline
 
-from desy import schema  # noqa: E402
-from desy.inference import Verdicts, decide  # noqa: E402
-from pipelines import config  # noqa: E402
-from pipelines.prepare import load  # noqa: E402
-from pipelines.train import load_model  # noqa: E402
+from desy import schema
+from desy.inference import Decisions, decide
+from pipelines import config
+from pipelines.prepare import load
+from pipelines.train import load_model
 
 log = logging.getLogger("desy.evaluate")
 
 
-def verdicts(pipeline: Pipeline, meta: dict[str, Any], frame: pd.DataFrame) -> Verdicts:
+def verdicts(pipeline: Pipeline, meta: dict[str, Any], frame: pd.DataFrame) -> Decisions:
     """The model's decisions on a prepared table."""
     proba = pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)])
     return decide(proba, meta["classes"], meta["threshold"])
 
 
-def score(frame: pd.DataFrame, result: Verdicts) -> dict[str, Any]:
+def score(frame: pd.DataFrame, result: Decisions) -> dict[str, Any]:
     """Binary attack-vs-normal metrics, ROC-AUC and per-category recall.
 
     recall_by_category: for attack categories the share of records flagged as attacks (whatever
@@ -51,7 +51,7 @@ def score(frame: pd.DataFrame, result: Verdicts) -> dict[str, Any]:
             hits = flagged[mask] == (0 if category == "normal" else 1)
             by_category[category] = round(float(hits.mean()), 6)
     return {
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "accuracy": round(float(skm.accuracy_score(truth, flagged)), 6),
         "precision": round(float(skm.precision_score(truth, flagged, zero_division=0)), 6),
         "recall": round(float(skm.recall_score(truth, flagged, zero_division=0)), 6),
@@ -65,7 +65,7 @@ def score(frame: pd.DataFrame, result: Verdicts) -> dict[str, Any]:
     }
 
 
-def by_family(frame: pd.DataFrame, result: Verdicts) -> dict[str, dict[str, float]]:
+def by_family(frame: pd.DataFrame, result: Decisions) -> dict[str, dict[str, float]]:
     """Per scenario family (lab tables): false alarms on its normal connections, detection and
     right category on its attack connections."""
     out = {}
@@ -84,10 +84,10 @@ def by_family(frame: pd.DataFrame, result: Verdicts) -> dict[str, dict[str, floa
     return out
 
 
-def evaluate(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, Verdicts]]:
+def evaluate(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, Decisions]]:
     """Metrics at the chosen thresholds, plus accuracy at 0.5 to show what they buy."""
     metrics: dict[str, Any] = {}
-    results: dict[str, Verdicts] = {}
+    results: dict[str, Decisions] = {}
     for name, frame in tables.items():
         results[name] = verdicts(pipeline, meta, frame)
         metrics[name] = score(frame, results[name])
@@ -119,7 +119,7 @@ def budget_table(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.
     return rows
 
 
-def write_plots(pipeline: Pipeline, tables: dict[str, pd.DataFrame], results: dict[str, Verdicts], plots: Path, figures: Path) -> None:
+def write_plots(pipeline: Pipeline, tables: dict[str, pd.DataFrame], results: dict[str, Decisions], plots: Path, figures: Path) -> None:
     """Confusion matrices, ROC curves and feature importances as DVC data and PNGs."""
     plots.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)

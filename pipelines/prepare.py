@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from desy import schema
+from desy import records, schema
 from pipelines import config
 from pipelines.dataset import MissingDataError, read_raw, typed
 
@@ -62,7 +62,7 @@ def flows(paths: list[Path]) -> pd.DataFrame:
         frame["scenario"] = raw["scenario"].astype(str) if "scenario" in raw else "site"
         frame["family"] = raw["family"].astype(str) if "family" in raw else "site"
         frame["run"] = raw["run"].astype(str) if "run" in raw else path.name
-        for name in schema.ENDPOINT_FIELDS:
+        for name in records.ENDPOINT_FIELDS:
             if name in raw:
                 frame[name] = raw[name]
         frames.append(frame)

@@ -21,14 +21,13 @@ from typing import Any
 import mlflow
 import pandas as pd
 import yaml
-from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-from desy import schema
+from desy import registry, schema
 from desy.inference import OnnxModel, decide
-from desy.registry import CHAMPION_ALIAS, EXPERIMENT_NAME, META_FILE, MODEL_NAME, ONNX_FILE, tracking_uri
+from desy.registry import CHAMPION_ALIAS, EXPERIMENT_NAME, META_FILE, MODEL_NAME, ONNX_FILE
 from pipelines import config
 from pipelines.evaluate import score
 from pipelines.prepare import load
@@ -112,7 +111,7 @@ def gate_reasons(new: dict[str, float], champion: dict[str, float] | None, rules
 
 def champion_gate_metrics(version: str, tests: dict[str, pd.DataFrame]) -> dict[str, float]:
     """The gate metrics of a registered version on these test sets ("lab", "kddtest_plus")."""
-    directory = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}"))
+    directory = Path(mlflow.artifacts.download_artifacts(artifact_uri=registry.model_uri(version)))
     model = OnnxModel.from_dir(directory, META_FILE, ONNX_FILE)
     scores = {name: score(frame, model.classify({n: frame[n].tolist() for n in schema.FEATURE_NAMES}))
               for name, frame in tests.items()}
@@ -123,10 +122,7 @@ def gate(client: MlflowClient, version: str, new: dict[str, float], rules: dict[
          tests: dict[str, pd.DataFrame]) -> GateDecision:
     """Move the champion alias to version if gate_reasons finds nothing against it, the champion
     scored on the same test sets."""
-    try:
-        champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
-    except MlflowException:
-        champion = None
+    champion = registry.champion(client)
     known = champion_gate_metrics(champion.version, tests) if champion is not None else None
     reasons = gate_reasons(new, known, rules)
     promoted = not reasons
@@ -137,7 +133,7 @@ def gate(client: MlflowClient, version: str, new: dict[str, float], rules: dict[
     else:
         reason = f"keeps lab false alarms and detection of champion v{champion.version} (on the same test runs) and KDDTest+ accuracy"
     if promoted:
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
+        registry.promote(client, version)
     return GateDecision(version=version, promoted=promoted, reason=reason, metrics=new,
                         champion_version=champion.version if champion else None, champion_metrics=known)
 
@@ -160,10 +156,7 @@ def _experiment_id() -> str:
     experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is not None:
         return experiment.experiment_id
-    uri = mlflow.get_tracking_uri()
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
+    location = registry.prepare_store(mlflow.get_tracking_uri())
     return mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=location)
 
 
@@ -184,10 +177,9 @@ def register(pipeline: Pipeline, meta: dict[str, Any], model_dir: Path, metrics:
              example: pd.DataFrame, tests: dict[str, pd.DataFrame], artifacts: list[Path] = (),
              datasets: dict[str, tuple[pd.DataFrame, str]] | None = None) -> GateDecision:
     """Log a run with the model, register a version and apply the champion gate."""
-    uri = tracking_uri()
+    uri = registry.tracking_uri()
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    registry.prepare_store(uri)
     client = MlflowClient()
     new = {name: metric_value(metrics, name) for name in GATE_METRICS}
     commit = _git_commit()

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from desy import schema
-from desy.inference import Threshold, Verdicts, decide
+from desy.inference import Decisions, Threshold, decide
 from desy.registry import META_FILE, ONNX_FILE
 from pipelines import config
 from pipelines.model import build_pipeline, category_thresholds, to_onnx
@@ -35,18 +35,18 @@ MODEL_FILE = "model.joblib"
 BUDGET_SWEEP = (0.0025, 0.005, 0.01, 0.02)
 
 
-def candidates(pipeline: Pipeline, frame: pd.DataFrame) -> Verdicts:
+def candidates(pipeline: Pipeline, frame: pd.DataFrame) -> Decisions:
     """Attack probability and most probable attack category of every record (no threshold)."""
     return decide(pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]), pipeline.classes_, 0.0)
 
 
-def flags(found: Verdicts, threshold: Threshold) -> np.ndarray:
+def flags(found: Decisions, threshold: Threshold) -> np.ndarray:
     """Which records with known candidates a threshold (one, or one per category) flags."""
     cut = np.asarray([threshold[c] for c in found.category]) if isinstance(threshold, dict) else threshold
     return found.attack_probability >= cut
 
 
-def operating_point(found: Verdicts, is_attack: np.ndarray, threshold: Threshold) -> dict[str, float]:
+def operating_point(found: Decisions, is_attack: np.ndarray, threshold: Threshold) -> dict[str, float]:
     """False-alarm and detection rates of a threshold on records with known candidates."""
     flagged = flags(found, threshold)
     return {
@@ -62,7 +62,7 @@ def fit(pipeline: Pipeline, kdd: pd.DataFrame, lab: pd.DataFrame, lab_weight: fl
     return pipeline.fit(frame[list(schema.FEATURE_NAMES)], frame["category"], forest__sample_weight=weights)
 
 
-def threshold_for(budgets: dict[str, float], found: dict[str, Verdicts], frames: dict[str, pd.DataFrame],
+def threshold_for(budgets: dict[str, float], found: dict[str, Decisions], frames: dict[str, pd.DataFrame],
                   floor: float) -> dict[str, float]:
     """Per attack category, the lowest threshold keeping every validation set's normal false
     alarms of that category within the set's budget."""
@@ -73,7 +73,7 @@ def threshold_for(budgets: dict[str, float], found: dict[str, Verdicts], frames:
     return {category: max(t[category] for t in per_set) for category in per_set[0]}
 
 
-def out_of_fold(kdd: pd.DataFrame, lab: pd.DataFrame, params: dict[str, Any]) -> Verdicts:
+def out_of_fold(kdd: pd.DataFrame, lab: pd.DataFrame, params: dict[str, Any]) -> Decisions:
     """Candidates of every lab record from a model that never saw its run: the lab's runs in
     `threshold_folds` folds, each scored by a model fitted on KDD and the other folds."""
     runs = np.asarray(sorted(lab["run"].unique()))
@@ -84,10 +84,10 @@ def out_of_fold(kdd: pd.DataFrame, lab: pd.DataFrame, params: dict[str, Any]) ->
         held = fold == k
         found = candidates(fit(build_pipeline(params), kdd, lab[~held], params["lab_weight"]), lab[held])
         probability[held], category[held] = found.attack_probability, found.category
-    return Verdicts(probability >= 0, probability, category)
+    return Decisions(probability >= 0, probability, category)
 
 
-def family_false_alarms(found: Verdicts, frame: pd.DataFrame, threshold: Threshold) -> dict[str, float]:
+def family_false_alarms(found: Decisions, frame: pd.DataFrame, threshold: Threshold) -> dict[str, float]:
     """False-alarm rate on each scenario family's normal records."""
     flagged = pd.Series(flags(found, threshold))[frame["is_attack"].to_numpy() == 0]
     return {str(k): round(float(v), 6) for k, v in flagged.groupby(frame["family"].to_numpy()[flagged.index]).mean().items()}

@@ -60,17 +60,17 @@ def build_suite(name: str, expected_rows: int | None) -> gx.ExpectationSuite:
     suite.add_expectation(gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(schema.RAW_COLUMNS)))
     if expected_rows is not None:
         suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=expected_rows))
-    for name, kind in schema.FEATURES:
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=name))
+    for column, kind in schema.FEATURES:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
         if kind == "cat":
-            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(schema.CATEGORICAL[name])))
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(schema.CATEGORICAL[column])))
         elif kind == "rate":
-            suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=["float64", "int64"]))
-            suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1))
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=["float64", "int64"]))
+            suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=1))
         else:
-            upper = 1 if kind == "bool" else _COUNT_CAPS.get(name)
-            suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=["int64"]))
-            suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=upper))
+            upper = 1 if kind == "bool" else _COUNT_CAPS.get(column)
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=["int64"]))
+            suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=upper))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=schema.LABEL, value_set=list(schema.LABELS)))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=schema.DIFFICULTY, type_list=["int64"]))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=schema.DIFFICULTY, min_value=0, max_value=21))

@@ -21,7 +21,7 @@ from pydantic import (
     create_model,
 )
 
-from desy import schema
+from desy import records, schema
 
 MAX_FLOWS = 10_000
 MAX_ERRORS = 20
@@ -47,18 +47,17 @@ Address = Annotated[str, Field(max_length=45, **_STRICT), AfterValidator(_addres
 Port = Annotated[int, Field(ge=0, le=65535, **_STRICT)]
 Time = Annotated[float, Field(ge=0.0, allow_inf_nan=False, **_STRICT)]
 
-#: One flow record: the 41 features (types and ranges from desy.schema) plus endpoints.
+AgentId = Annotated[str, Field(max_length=128, **_STRICT)]
+#: Context kinds (desy.records.CONTEXT): type and default when a record leaves the field out.
+_CONTEXT_TYPES = {"address": (Address, ""), "port": (Port, 0), "time": (Time, 0.0), "agent": (AgentId, "")}
+
+#: One flow record (desy.records): the 41 features (types and ranges from desy.schema), then its
+#: endpoints, times and agent.
 FlowRecord = create_model(
     "FlowRecord",
     __config__=ConfigDict(extra="ignore"),
     **{name: (_KIND_TYPES[kind], ...) for name, kind in schema.FEATURES},
-    src_ip=(Address, ""),
-    src_port=(Port, 0),
-    dst_ip=(Address, ""),
-    dst_port=(Port, 0),
-    start_time=(Time, 0.0),
-    end_time=(Time, 0.0),
-    agent_id=(Annotated[str, Field(max_length=128, **_STRICT)], ""),
+    **{name: _CONTEXT_TYPES[kind] for name, kind in records.CONTEXT},
 )
 _RECORDS = TypeAdapter(list[FlowRecord])
 _RECORD = TypeAdapter(FlowRecord)
@@ -93,9 +92,11 @@ def validate_flows(flows: list[Any]) -> list[Any]:
 
 
 class Verdict(BaseModel):
-    label: Literal["normal", "attack"]
+    """desy.records.Verdict, as the OpenAPI document shows it."""
+
+    label: Literal[records.LABELS]
     attack_probability: float
-    category: Literal["normal", "dos", "probe", "r2l", "u2r"]
+    category: Literal[schema.CATEGORIES]
 
 
 class ClassifyResponse(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, WithJsonSchema
 from starlette.responses import JSONResponse
 
 from desy import schema
+from desy.records import CLASSIFY_PATH, model_columns
 from serving.guard import SERVED, Guard
 from serving.model import Champion, load_champion
 from serving.schemas import (
@@ -117,7 +118,7 @@ class DesyNids:
         while True:
             try:
                 self.champion = load_champion()
-            except Exception as err:  # any failure of the registry or the download: retry
+            except Exception as err:  # noqa: BLE001 (any failure of the registry or the download: retry)
                 self.load_error = str(err)
                 SERVED["status"] = f"cannot load the champion (retrying in {delay:.0f} s): {err}"
                 log.error("%s", SERVED["status"])
@@ -130,7 +131,7 @@ class DesyNids:
     def __is_ready__(self) -> bool:
         return self.champion is not None
 
-    @bentoml.api(route="/classify")
+    @bentoml.api(route=CLASSIFY_PATH)
     def classify(
         self, flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
     ) -> ClassifyResponse:
@@ -141,11 +142,11 @@ class DesyNids:
         try:
             records = validate_flows(flows)
         except BadRecords as bad:
-            log.warning("400 on /classify: %s of %d; first: %s", bad, len(flows), bad.errors[0])
+            log.warning("400 on %s: %s of %d; first: %s", CLASSIFY_PATH, bad, len(flows), bad.errors[0])
             body = BadRequest(error=f"{bad}; the first {len(bad.errors)} errors are in detail",
                               detail=bad.errors, invalid_records=bad.invalid)
             return JSONResponse(body.model_dump(), status_code=400)
-        columns = {name: [getattr(record, name) for record in records] for name in schema.FEATURE_NAMES}
+        columns = model_columns(record.__dict__ for record in records)
         _count_unknown(columns)
         results = champion.classify(columns) if records else []
         FLOWS_CLASSIFIED.inc(len(results))

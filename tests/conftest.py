@@ -3,6 +3,7 @@ subset and the lab's training runs."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ DATA = ROOT / "data" / "nsl-kdd"
 SHARED = ROOT.parent / "shared"
 PCAPS = SHARED / "pcaps"
 LAB_TABLE = ROOT / "lab" / "flows.csv"
+
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]
+
 
 SMALL_TRAIN_PARAMS = {
     "n_estimators": 30,

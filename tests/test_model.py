@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from desy import schema
-from desy.inference import OnnxModel, Verdicts, decide
+from desy.inference import Decisions, OnnxModel, decide
 from desy.registry import META_FILE, ONNX_FILE
 from pipelines.evaluate import evaluate
 from pipelines.model import choose_threshold
@@ -30,7 +30,7 @@ def test_category_thresholds_keep_every_validation_budget():
     found, frames = {}, {}
     for name, spread in (("kdd", 20), ("lab", 6)):  # lab normals score higher
         frames[name] = pd.DataFrame({"is_attack": rng.integers(0, 2, 4000)})
-        found[name] = Verdicts(np.zeros(4000, bool), rng.beta(0.8, spread, 4000),
+        found[name] = Decisions(np.zeros(4000, bool), rng.beta(0.8, spread, 4000),
                                rng.choice(["dos", "probe", "r2l"], 4000, p=[0.6, 0.3, 0.1]).astype(object))
     budgets = {"kdd": 0.01, "lab": 0.01}
     thresholds = threshold_for(budgets, found, frames, floor=0.05)
@@ -63,7 +63,7 @@ def test_decide_uses_one_minus_p_normal():
 
 
 def test_small_model_meets_its_own_budget(small_model):
-    pipeline, meta, _ = small_model
+    _pipeline, meta, _ = small_model
     assert meta["classes"] == sorted(schema.CATEGORIES)
     attack_categories = len(schema.CATEGORIES) - 1  # each may use the budget
     assert meta["validation"]["lab"]["false_alarm_rate"] <= attack_categories * meta["false_alarm_budget"]
@@ -94,7 +94,7 @@ def test_onnx_matches_sklearn_on_all_of_kddtest_plus(small_model, small_tables):
 
 
 def test_onnx_encodes_unknown_categories_like_sklearn(small_model, small_tables):
-    pipeline, meta, model_dir = small_model
+    pipeline, _meta, model_dir = small_model
     frame = small_tables["kddtest_plus"].head(50).copy()
     frame.loc[frame.index[:10], "service"] = "never_seen"
     frame.loc[frame.index[10:20], "flag"] = "ZZ"

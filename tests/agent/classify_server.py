@@ -6,6 +6,7 @@ import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class ClassifyServer:
@@ -19,7 +20,7 @@ class ClassifyServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
                     return self._reply(401, {"error": "unauthorized"})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -57,7 +58,7 @@ class ClassifyServer:
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> ClassifyServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

@@ -9,8 +9,8 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
 from capture_agent.extractor import Extractor
-from capture_agent.features import RECORD_FIELDS
 from capture_agent.pcap import frames
+from desy.records import ROW_FIELDS
 
 CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
 
@@ -34,7 +34,7 @@ def icmp(src: str, dst: str, kind: int = 8, payload: bytes = b"x" * 32, t: float
 
 
 def records(rows: list[tuple]) -> list[dict]:
-    return [dict(zip(RECORD_FIELDS, row)) for row in rows]
+    return [dict(zip(ROW_FIELDS, row)) for row in rows]
 
 
 def extract_packets(packets) -> list[dict]:

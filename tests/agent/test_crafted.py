@@ -12,8 +12,9 @@ import re
 import pytest
 
 from benchmarks import crafted
-from capture_agent.content import CONTENT_CAP, _command_lines, content_features
+from capture_agent.connection import CONTENT_CAP
 from capture_agent.extractor import Extractor
+from capture_agent.features.content import _command_lines, content_features
 from capture_agent.fragments import MAX_SPANS
 from tests.agent.helpers import records
 

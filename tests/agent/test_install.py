@@ -25,6 +25,6 @@ def test_agent_extra_installs_alone_and_extracts(tmp_path):
     subprocess.run([venv / "bin" / "desy-agent", "extract", str(PCAPS / "whois.pcap"), "--out", str(out)],
                    check=True, timeout=120, cwd=tmp_path)
     assert out.read_text().startswith("duration,protocol_type,service,flag,")
-    imported = subprocess.run([python, "-c", "import sys, capture_agent.cli, capture_agent.agent, capture_agent.live;"
-                               "print(' '.join(sorted(sys.modules)))"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    imported = subprocess.run([python, "-c", ("import sys, capture_agent.cli, capture_agent.agent, capture_agent.live;"
+                                              "print(' '.join(sorted(sys.modules)))")], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert not set(imported.stdout.split()) & set(ML_STACK)

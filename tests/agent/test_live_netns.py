@@ -37,8 +37,8 @@ def namespaces():
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         yield a, b, va
     finally:
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+        subprocess.run(["ip", "netns", "del", a], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True, check=False)
 
 
 def in_ns(ns: str, *args: str, **kwargs) -> subprocess.Popen:
@@ -60,7 +60,7 @@ def test_agent_sees_a_curl_fetch_across_namespaces(namespaces, tmp_path):
     try:
         time.sleep(3)
         curl = subprocess.run(["ip", "netns", "exec", a, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                               "http://10.77.0.2/index.html"], capture_output=True, text=True, timeout=30)
+                               "http://10.77.0.2/index.html"], capture_output=True, text=True, timeout=30, check=False)
         assert curl.stdout == "200", curl.stderr
         time.sleep(5)  # close linger (2 s) and the agent's 1 s timeout sweep
         agent.send_signal(signal.SIGTERM)

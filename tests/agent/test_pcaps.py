@@ -88,7 +88,7 @@ def test_teardrop_counts_three_wrong_fragments():
 
 def test_two_way_flag_combinations_reach_every_state():
     records, _ = extract_file(PCAPS / "tcp_two_way_all_flags.pcap")
-    flags = set(r["flag"] for r in records)
+    flags = {r["flag"] for r in records}
     assert flags >= {"S0", "REJ", "SF", "S1", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "SH", "RSTRH", "SHR", "OTH"}
 
 

@@ -17,9 +17,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from desy.demo import free_port
 from tests.agent.classify_server import ClassifyServer
-from tests.conftest import PCAPS
+from tests.conftest import PCAPS, free_port
 
 AGENT = [sys.executable, "-m", "capture_agent.cli"]
 
@@ -28,7 +27,7 @@ def agent_run(pcap: Path, server: str, log_dir: Path, *extra: str, token: str | 
               timeout: float = 120) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DESY_API_TOKEN"} | ({"DESY_API_TOKEN": token} if token else {})
     return subprocess.run([*AGENT, "run", "--pcap", str(pcap), "--server", server, "--log-dir", str(log_dir),
-                           "--agent-id", "test-agent", *extra], capture_output=True, text=True, timeout=timeout, env=env)
+                           "--agent-id", "test-agent", *extra], capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def extracted_rows(pcap: Path, tmp_path: Path) -> int:
@@ -142,7 +141,7 @@ def test_capture_pcap_is_valid_after_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    check = subprocess.run(["tcpdump", "-nr", str(tmp_path / "logs" / "capture.pcap")], capture_output=True, text=True)
+    check = subprocess.run(["tcpdump", "-nr", str(tmp_path / "logs" / "capture.pcap")], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
     summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
     assert len(check.stdout.splitlines()) == summary["packets_written_pcap"] > 0

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
-from desy.demo import free_port, wait_ready
 from pipelines.evaluate import evaluate
 from pipelines.register import register
-from tests.conftest import ROOT, SMALL_TRAIN_PARAMS
+from tests.conftest import ROOT, SMALL_TRAIN_PARAMS, free_port
 
 TOKEN = "test-token-0123456789"
 
@@ -47,6 +49,18 @@ def start_server(uri: str, token: str | None, port: int, *extra: str) -> subproc
         args += ["--token", token]
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Poll /readyz until it answers 200; fail the test with the server's stderr if it exits first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/readyz", timeout=2).is_success:
+                return
+        time.sleep(0.3)
+    stderr = proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "(still running)"
+    pytest.fail(f"server at {url} not ready after {timeout:.0f} s, exit code {proc.poll()}:\n{stderr}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

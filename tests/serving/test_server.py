@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from desy import schema
-from desy.demo import free_port, wait_ready
 from desy.inference import decide
-from tests.conftest import ROOT
-from tests.serving.conftest import TOKEN, start_server, stop_server
+from tests.conftest import ROOT, free_port
+from tests.serving.conftest import TOKEN, start_server, stop_server, wait_ready
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -189,7 +188,7 @@ def test_10k_malformed_requests_then_still_classifies(client, small_tables):
 
 def test_refuses_public_address_without_token():
     result = subprocess.run([sys.executable, "-m", "desy.cli", "serve", "--host", "0.0.0.0"],
-                            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+                            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, check=False)
     assert result.returncode == 2 and "without a token" in result.stderr
 
 
@@ -247,7 +246,7 @@ def _wait(condition, message: str, seconds: float = 120) -> None:
 def test_bentoml_build_packages_the_service(tmp_path):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     result = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", "-q"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     built = list((tmp_path / "bentoml" / "bentos" / "desy_nids").glob("*/bento.yaml"))
     assert built and "serving.service:DesyNids" in built[0].read_text()
@@ -259,7 +258,7 @@ def test_schemathesis_finds_no_failure_against_the_openapi_document(server):
     url, _ = server
     result = subprocess.run([str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/docs.json",
                              "-H", f"Authorization: Bearer {TOKEN}", "--checks", "all", "--max-examples", "300",
-                             "--generation-deterministic"], capture_output=True, text=True, timeout=900)
+                             "--generation-deterministic"], capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stdout[-4000:]
 
 

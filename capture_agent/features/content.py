@@ -1,7 +1,7 @@
 """Content features (NSL-KDD 10–22) from the cleartext payload of a TCP connection.
 
-The agent keeps the first CONTENT_CAP bytes each way of connections to FTP, telnet, rlogin/rsh,
-SMTP, POP3, IMAP and HTTP, and derives at the end (rules in docs/features.md):
+The connection table keeps the first CONTENT_CAP bytes each way of connections to FTP, telnet,
+rlogin/rsh, SMTP, POP3, IMAP and HTTP (capture_agent.connection.CONTENT_PORTS); this plugin derives (rules in docs/features.md):
 hot, num_failed_logins, logged_in, num_compromised, root_shell, su_attempted, num_root,
 num_file_creations, num_shells, num_access_files, num_outbound_cmds (always 0, as in NSL-KDD),
 is_host_login, is_guest_login. Other services get 0, except logged_in (see below).
@@ -10,13 +10,11 @@ is_host_login, is_guest_login. Other services get 0, except logged_in (see below
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 
-CONTENT_CAP = 32 * 1024
-#: Responder ports whose payload is inspected, and the dialect spoken there.
-CONTENT_PORTS: dict[int, str] = {
-    21: "ftp", 23: "telnet", 25: "smtp", 80: "http", 110: "pop", 143: "imap",
-    512: "rsh", 513: "rlogin", 514: "rsh", 8001: "http", 2784: "http",
-}
+from capture_agent.connection import Finished
+from capture_agent.decode import TCP
+
 CONTENT_FEATURES = (
     "hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell", "su_attempted",
     "num_root", "num_file_creations", "num_shells", "num_access_files", "num_outbound_cmds",
@@ -26,29 +24,29 @@ _GUEST_USERS = {"anonymous", "ftp", "guest"}
 FTP_HOT_CAP = 30
 
 _FAILED = {
-    "ftp": re.compile(rb"^530[ -]", re.M),
-    "telnet": re.compile(rb"login incorrect|authentication failure|incorrect password", re.I),
-    "rlogin": re.compile(rb"login incorrect|permission denied", re.I),
-    "rsh": re.compile(rb"permission denied", re.I),
-    "pop": re.compile(rb"^-ERR", re.M),
-    "imap": re.compile(rb"^\S+ NO ", re.M),
-    "smtp": re.compile(rb"^535[ -]", re.M),
-    "http": re.compile(rb"^HTTP/1\.[01] 401", re.M),
+    "ftp": re.compile(rb"^530[ -]", re.MULTILINE),
+    "telnet": re.compile(rb"login incorrect|authentication failure|incorrect password", re.IGNORECASE),
+    "rlogin": re.compile(rb"login incorrect|permission denied", re.IGNORECASE),
+    "rsh": re.compile(rb"permission denied", re.IGNORECASE),
+    "pop": re.compile(rb"^-ERR", re.MULTILINE),
+    "imap": re.compile(rb"^\S+ NO ", re.MULTILINE),
+    "smtp": re.compile(rb"^535[ -]", re.MULTILINE),
+    "http": re.compile(rb"^HTTP/1\.[01] 401", re.MULTILINE),
 }
 _LOGGED_IN = {
-    "ftp": re.compile(rb"^230[ -]", re.M),
-    "telnet": re.compile(rb"last login|[$#%>] ?$", re.I | re.M),
-    "rlogin": re.compile(rb"last login|[$#%>] ?$", re.I | re.M),
-    "pop": re.compile(rb"^\+OK.*(logged in|authenticated|maildrop|mailbox)", re.I | re.M),
-    "imap": re.compile(rb"^\S+ OK .*(login|authenticat)", re.I | re.M),
-    "smtp": re.compile(rb"^250[ -]", re.M),
-    "http": re.compile(rb"^HTTP/1\.[01] [23]\d\d", re.M),
+    "ftp": re.compile(rb"^230[ -]", re.MULTILINE),
+    "telnet": re.compile(rb"last login|[$#%>] ?$", re.IGNORECASE | re.MULTILINE),
+    "rlogin": re.compile(rb"last login|[$#%>] ?$", re.IGNORECASE | re.MULTILINE),
+    "pop": re.compile(rb"^\+OK.*(logged in|authenticated|maildrop|mailbox)", re.IGNORECASE | re.MULTILINE),
+    "imap": re.compile(rb"^\S+ OK .*(login|authenticat)", re.IGNORECASE | re.MULTILINE),
+    "smtp": re.compile(rb"^250[ -]", re.MULTILINE),
+    "http": re.compile(rb"^HTTP/1\.[01] [23]\d\d", re.MULTILINE),
 }
 _USER = {
-    "ftp": re.compile(rb"^USER\s+(\S+)", re.I | re.M),
-    "pop": re.compile(rb"^USER\s+(\S+)", re.I | re.M),
-    "imap": re.compile(rb"^\S+\s+LOGIN\s+\"?([^\s\"]+)", re.I | re.M),
-    "telnet": re.compile(rb"login:\s*(\S+)", re.I),
+    "ftp": re.compile(rb"^USER\s+(\S+)", re.IGNORECASE | re.MULTILINE),
+    "pop": re.compile(rb"^USER\s+(\S+)", re.IGNORECASE | re.MULTILINE),
+    "imap": re.compile(rb"^\S+\s+LOGIN\s+\"?([^\s\"]+)", re.IGNORECASE | re.MULTILINE),
+    "telnet": re.compile(rb"login:\s*(\S+)", re.IGNORECASE),
 }
 # Every alternative starts with a literal, so the regex engine skips ahead to candidate bytes
 # (a leading \b or ^ makes it try every offset: 30x slower). The word or line boundary is checked
@@ -59,10 +57,10 @@ _HOT = re.compile(
     rb"perl (?<!\wperl )|python (?<!\wpython )|su\b(?<!\wsu)|RETR (?<![^\n]RETR )|STOR (?<![^\n]STOR )|"
     rb"SITE (?<![^\n]SITE )"
 )
-_COMPROMISED = re.compile(rb"permission denied|operation not permitted|not owner|segmentation fault|core dumped", re.I)
-_ROOT_PROMPT = re.compile(rb"(?:^|\n)[^\n]{0,40}# ?$|uid=0\(root\)", re.M)
+_COMPROMISED = re.compile(rb"permission denied|operation not permitted|not owner|segmentation fault|core dumped", re.IGNORECASE)
+_ROOT_PROMPT = re.compile(rb"(?:^|\n)[^\n]{0,40}# ?$|uid=0\(root\)", re.MULTILINE)
 # Blanks here are whitespace other than newline, so no blank run is scanned from two starts.
-_SU = re.compile(rb"(?:^|[\n;|&])[^\S\n]*su(?:\s+-)?(?:\s+root)?[^\S\n]*(?:\n|$)", re.M)
+_SU = re.compile(rb"(?:^|[\n;|&])[^\S\n]*su(?:\s+-)?(?:\s+root)?[^\S\n]*(?:\n|$)", re.MULTILINE)
 _FILE_CREATIONS = re.compile(
     rb"touch (?<!\wtouch )|mkdir (?<!\wmkdir )|cp (?<!\wcp )|mv (?<!\wmv )|vi (?<!\wvi )|cat >(?<!\wcat >)|"
     rb"echo (?<!\wecho )[^\n>]{0,128}>|STOR (?<![^\n]STOR )|MKD (?<![^\n]MKD )|STOU (?<![^\n]STOU )"
@@ -72,11 +70,7 @@ _ACCESS_FILES = re.compile(rb"/etc/passwd|/etc/shadow|/etc/hosts\.equiv|\.rhosts
 
 
 def content_features(dialect: str, orig: bytes, resp: bytes, established: bool) -> dict[str, int]:
-    """The 13 content features of one TCP connection from its captured payload, in dataset order.
-
-    (Services without a login dialogue are not inspected; their logged_in is 1 when the TCP
-    connection was established and both sides sent payload: see capture_agent.features.)
-    """
+    """The 13 content features of one TCP connection from its captured payload, by name."""
     out = dict.fromkeys(CONTENT_FEATURES, 0)
     text = orig + b"\n" + resp
     failed = _FAILED.get(dialect)
@@ -123,3 +117,23 @@ def _command_lines(data: bytes) -> int:
         text = line[:-1] if line.endswith(b"\r") else line
         count += bool(text) and not text.endswith(b"\r")
     return count
+
+
+NO_CONTENT = (0,) * len(CONTENT_FEATURES)
+LOGGED_IN_ONLY = tuple(int(name == "logged_in") for name in CONTENT_FEATURES)
+_IN_ORDER = itemgetter(*CONTENT_FEATURES)
+
+
+class ContentFeatures:
+    """Content features of inspected connections. Services without a login dialogue are not
+    inspected: their logged_in is 1 when the TCP connection was established and both sides sent
+    payload, the rest 0."""
+
+    names = CONTENT_FEATURES
+
+    def on_expire(self, conn: Finished) -> tuple:
+        if conn.dialect is not None:
+            return _IN_ORDER(content_features(conn.dialect, conn.orig_payload, conn.resp_payload, conn.established))
+        if conn.proto == TCP and conn.orig_bytes and conn.resp_bytes and conn.established:
+            return LOGGED_IN_ONLY
+        return NO_CONTENT

@@ -1,0 +1,74 @@
+"""The flow record and its verdict: what an agent sends for each connection, and what comes back.
+
+A record is the 41 features (desy.schema, dataset order) followed by the connection's endpoints
+and times and the id of the agent that saw it. A verdict is the server's answer for one record.
+Every part (agent, client, logs, server, demo, alert store) builds and reads records by these
+field names; nothing relies on positions. Standard library only, so the agent can import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, NotRequired, TypedDict
+
+from desy.schema import FEATURE_NAMES, Category
+
+#: Where agents send records.
+CLASSIFY_PATH: Final[str] = "/classify"
+
+#: Record fields that are not model inputs, and their kinds: the connection's endpoints and times
+#: (originator first; ports are 0 for ICMP) and the agent that saw it.
+CONTEXT: Final[tuple[tuple[str, str], ...]] = (
+    ("src_ip", "address"),
+    ("src_port", "port"),
+    ("dst_ip", "address"),
+    ("dst_port", "port"),
+    ("start_time", "time"),
+    ("end_time", "time"),
+    ("agent_id", "agent"),
+)
+CONTEXT_FIELDS: Final[tuple[str, ...]] = tuple(name for name, _ in CONTEXT)
+ENDPOINT_FIELDS: Final[tuple[str, ...]] = tuple(name for name, kind in CONTEXT if kind != "agent")
+#: What `desy-agent extract` writes for a connection: the features, then the endpoints.
+ROW_FIELDS: Final[tuple[str, ...]] = (*FEATURE_NAMES, *ENDPOINT_FIELDS)
+#: A flow record as sent to the server.
+RECORD_FIELDS: Final[tuple[str, ...]] = (*FEATURE_NAMES, *CONTEXT_FIELDS)
+
+Record = dict[str, Any]
+
+#: A verdict's label, and its category (one of desy.schema.CATEGORIES, "normal" for normal).
+LABELS: Final[tuple[str, ...]] = ("normal", "attack")
+Label = Literal["normal", "attack"]
+
+
+class Verdict(TypedDict):
+    """The answer for one record."""
+
+    label: Label
+    attack_probability: float
+    category: Category
+    model_version: NotRequired[str]  # the server says it once per answer; the agent adds it to each
+
+
+def record(row: Sequence[Any], agent_id: str) -> Record:
+    """The record of an agent's row (values in ROW_FIELDS order)."""
+    if len(row) != len(ROW_FIELDS):
+        raise ValueError(f"a row has {len(ROW_FIELDS)} values, not {len(row)}")
+    out = dict(zip(ROW_FIELDS, row))
+    out["agent_id"] = agent_id
+    return out
+
+
+def model_columns(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The model's input: one column of values per feature, taken from the records by name."""
+    records = list(records)
+    return {name: [r[name] for r in records] for name in FEATURE_NAMES}
+
+
+def verdicts(is_attack: Sequence[bool], attack_probability: Sequence[float], category: Sequence[str]) -> list[Verdict]:
+    """Verdicts from the model's decisions, one per record in order."""
+    return [
+        {"label": "attack" if attack else "normal", "attack_probability": p, "category": c}
+        for attack, p, c in zip(is_attack, attack_probability, category, strict=True)
+    ]
+
