@@ -21,7 +21,9 @@ lab: setup  ## regenerate lab/flows.csv with real servers, clients and attack to
 	$(UV) run python -m lab run
 	$(UV) run dvc commit -f lab
 
-test: setup  ## the whole test suite
+test: setup  ## lint (ruff format and check), then the whole test suite
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
 	$(UV) run pytest
 
 demo: setup  ## train if needed, serve the champion, run the agent on a capture, summarise (PCAP=file or IFACE=eth0)

@@ -42,15 +42,29 @@ def flood_rss_mb(directory: Path) -> float:
     """Peak resident memory of `desy-agent extract` on the HTTP flood, its two processes summed
     (sampled every 20 ms; the pcap is written by a child so this process stays small)."""
     pcap = directory / "http_flood.pcap"
-    write = ("import sys; from pathlib import Path; from benchmarks import crafted; "
-             "crafted.write_pcap(Path(sys.argv[1]), crafted.http_flood())")
+    write = (
+        "import sys; from pathlib import Path; from benchmarks import crafted; "
+        "crafted.write_pcap(Path(sys.argv[1]), crafted.http_flood())"
+    )
     subprocess.run([sys.executable, "-c", write, str(pcap)], check=True)
-    proc = subprocess.Popen([sys.executable, "-m", "capture_agent.cli", "extract", str(pcap), "--out",
-                             str(directory / "flood.csv"), "--quiet"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "capture_agent.cli",
+            "extract",
+            str(pcap),
+            "--out",
+            str(directory / "flood.csv"),
+            "--quiet",
+        ]
+    )
     agent, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
-            peak = max(peak, sum(p.memory_info().rss for p in (agent, *agent.children(recursive=True))))
+            peak = max(
+                peak, sum(p.memory_info().rss for p in (agent, *agent.children(recursive=True)))
+            )
         except psutil.NoSuchProcess:
             pass
         time.sleep(0.02)
@@ -68,12 +82,20 @@ def main() -> int:
         took = seconds(frames)
         ratio = ratio_base / took
         failed |= ratio < TARGET_RATIO
-        print(f"{name:<14}{packets:>9}{size / 1e6:>7.1f}{took:>11.3f}{ratio_base:>12.3f}{ratio:>7.2f}")
+        print(
+            f"{name:<14}{packets:>9}{size / 1e6:>7.1f}{took:>11.3f}{ratio_base:>12.3f}{ratio:>7.2f}"
+        )
     with tempfile.TemporaryDirectory() as directory:
         rss = flood_rss_mb(Path(directory))
     failed |= rss > MEMORY_CEILING_MB
-    print(f"http_flood: 3,000 connections open, 32 KiB each way: peak RSS {rss:.0f} MiB (ceiling {MEMORY_CEILING_MB})")
-    print("FAIL" if failed else f"ok: every crafted capture at >= {TARGET_RATIO:.0%} of ordinary speed")
+    print(
+        f"http_flood: 3,000 connections open, 32 KiB each way: peak RSS {rss:.0f} MiB (ceiling {MEMORY_CEILING_MB})"
+    )
+    print(
+        "FAIL"
+        if failed
+        else f"ok: every crafted capture at >= {TARGET_RATIO:.0%} of ordinary speed"
+    )
     return int(failed)
 
 

@@ -30,22 +30,49 @@ Frame = tuple[float, bytes]
 
 
 def _ip(src: int, dst: int, proto: int, payload: bytes, ident: int = 1, frag: int = 0) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, frag, 64, proto, 0,
-                         struct.pack("!I", src), struct.pack("!I", dst))
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        ident,
+        frag,
+        64,
+        proto,
+        0,
+        struct.pack("!I", src),
+        struct.pack("!I", dst),
+    )
     return MAC + header + payload
 
 
-def tcp(t: float, src: int, dst: int, sport: int, dport: int, seq: int, flags: int, payload: bytes = b"") -> Frame:
+def tcp(
+    t: float, src: int, dst: int, sport: int, dport: int, seq: int, flags: int, payload: bytes = b""
+) -> Frame:
     """An Ethernet/IPv4/TCP frame (flags: FIN 1, SYN 2, RST 4, PSH 8, ACK 16)."""
-    segment = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, 0, 5 << 4, flags, 65535, 0, 0) + payload
+    segment = (
+        struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, 0, 5 << 4, flags, 65535, 0, 0)
+        + payload
+    )
     return T0 + t, _ip(src, dst, 6, segment)
 
 
-def session(t: float, client: int, server: int, sport: int, dport: int, sent: list[bytes],
-            answered: list[bytes], close: bool = True) -> list[Frame]:
+def session(
+    t: float,
+    client: int,
+    server: int,
+    sport: int,
+    dport: int,
+    sent: list[bytes],
+    answered: list[bytes],
+    close: bool = True,
+) -> list[Frame]:
     """A TCP connection: handshake, the server's segments, then the client's, then FINs."""
-    out = [tcp(t, client, server, sport, dport, 100, 2), tcp(t + 1e-4, server, client, dport, sport, 900, 18),
-           tcp(t + 2e-4, client, server, sport, dport, 101, 16)]
+    out = [
+        tcp(t, client, server, sport, dport, 100, 2),
+        tcp(t + 1e-4, server, client, dport, sport, 900, 18),
+        tcp(t + 2e-4, client, server, sport, dport, 101, 16),
+    ]
     seq_c, seq_s, step, t = 101, 901, 1e-5, t + 3e-4
     for data in answered:
         t += step
@@ -56,15 +83,29 @@ def session(t: float, client: int, server: int, sport: int, dport: int, sent: li
         out.append(tcp(t, client, server, sport, dport, seq_c, 24, data))
         seq_c += len(data)
     if close:
-        out += [tcp(t + step, client, server, sport, dport, seq_c, 17), tcp(t + 2 * step, server, client, dport, sport, seq_s, 17)]
+        out += [
+            tcp(t + step, client, server, sport, dport, seq_c, 17),
+            tcp(t + 2 * step, server, client, dport, sport, seq_s, 17),
+        ]
     return out
 
 
 def telnet_root(connections: int = 10, size: int = 32 * 1024, segment: int = 1400) -> list[Frame]:
     line = b"A" * size
     chunks = [line[i : i + segment] for i in range(0, size, segment)]
-    return [f for i in range(connections)
-            for f in session(i * 0.5, 0x0A000001, 0x0A000002, 40000 + i, 23, chunks, [b"login: root\r\n", b"root@host:~# "])]
+    return [
+        f
+        for i in range(connections)
+        for f in session(
+            i * 0.5,
+            0x0A000001,
+            0x0A000002,
+            40000 + i,
+            23,
+            chunks,
+            [b"login: root\r\n", b"root@host:~# "],
+        )
+    ]
 
 
 def one_byte(segments: int = 100_000) -> list[Frame]:
@@ -77,15 +118,31 @@ def fragments(count: int = 40_000) -> list[Frame]:
     for i in range(count):
         offset = (i * 8) % 8192
         more = 0x2000 if i < count - 1 else 0
-        out.append((T0 + i * 1e-5, _ip(0x0A000001, 0x0A000002, 17, b"B" * 8, ident=7, frag=more | (offset // 8))))
+        out.append(
+            (
+                T0 + i * 1e-5,
+                _ip(0x0A000001, 0x0A000002, 17, b"B" * 8, ident=7, frag=more | (offset // 8)),
+            )
+        )
     return out
 
 
 def http_flood(connections: int = 3000, size: int = 32 * 1024, segment: int = 1400) -> list[Frame]:
     """Connections all opened first, then each sends and receives `size` bytes, then all close."""
     data = [b"C" * segment] * (size // segment)
-    sessions = [session(i * 1e-3, 0x0A000000 + (i >> 8) + 256, 0x0A000002, 1024 + (i % 60000), 80, data, data, close=False)
-                for i in range(connections)]
+    sessions = [
+        session(
+            i * 1e-3,
+            0x0A000000 + (i >> 8) + 256,
+            0x0A000002,
+            1024 + (i % 60000),
+            80,
+            data,
+            data,
+            close=False,
+        )
+        for i in range(connections)
+    ]
     return sorted((f for s in sessions for f in s), key=lambda f: f[0])
 
 
@@ -96,7 +153,9 @@ def ordinary(packets: int, frame_bytes: int) -> list[Frame]:
     body = (b"<p>quarterly report, network update</p>\n" * (per // 40 + 1))[:per]
     out: list[Frame] = []
     for i in range(max(1, packets // 20)):
-        out += session(i * 0.01, 0x0A000001, 0x0A000002 + (i % 50), 20000 + i % 40000, 80, [TEXT], [body] * 14)
+        out += session(
+            i * 0.01, 0x0A000001, 0x0A000002 + (i % 50), 20000 + i % 40000, 80, [TEXT], [body] * 14
+        )
     return out
 
 
@@ -116,7 +175,9 @@ def write_pcap(path: Path, frames: list[Frame]) -> Path:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for t, frame in frames:
             sec = int(t)
-            out.write(struct.pack("<IIII", sec, round((t - sec) * 1e6), len(frame), len(frame)) + frame)
+            out.write(
+                struct.pack("<IIII", sec, round((t - sec) * 1e6), len(frame), len(frame)) + frame
+            )
     return path
 
 

@@ -22,15 +22,23 @@ from desy import schema
 
 
 async def _run(url: str, rate: float, seconds: float) -> list[float]:
-    frame = pd.read_csv("data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=500)
-    bodies = [json.dumps({"flows": [row]}).encode() for row in frame[list(schema.FEATURE_NAMES)].to_dict(orient="records")]
+    frame = pd.read_csv(
+        "data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=500
+    )
+    bodies = [
+        json.dumps({"flows": [row]}).encode()
+        for row in frame[list(schema.FEATURE_NAMES)].to_dict(orient="records")
+    ]
     headers = {"Content-Type": "application/json"}
     if os.environ.get("DESY_API_TOKEN"):
         headers["Authorization"] = f"Bearer {os.environ['DESY_API_TOKEN']}"
     latencies: list[float] = []
     failures = 0
 
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=httpx.Limits(max_connections=32)) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=httpx.Limits(max_connections=32)
+    ) as client:
+
         async def one(body: bytes) -> None:
             nonlocal failures
             started = time.perf_counter()
@@ -54,11 +62,17 @@ async def _run(url: str, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-def main(url: str, rate: Annotated[float, typer.Option()] = 100.0, seconds: Annotated[float, typer.Option()] = 30.0) -> None:
+def main(
+    url: str,
+    rate: Annotated[float, typer.Option()] = 100.0,
+    seconds: Annotated[float, typer.Option()] = 30.0,
+) -> None:
     latencies = sorted(asyncio.run(_run(url, rate, seconds)))
     pct = lambda p: latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
-    print(f"{len(latencies)} single-flow requests at {rate:.0f}/s: p50 {pct(50):.2f} ms, p90 {pct(90):.2f} ms, "
-          f"p99 {pct(99):.2f} ms, max {latencies[-1]:.2f} ms, mean {statistics.fmean(latencies):.2f} ms")
+    print(
+        f"{len(latencies)} single-flow requests at {rate:.0f}/s: p50 {pct(50):.2f} ms, p90 {pct(90):.2f} ms, "
+        f"p99 {pct(99):.2f} ms, max {latencies[-1]:.2f} ms, mean {statistics.fmean(latencies):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from desy import schema
 def _flows(n: int) -> list[dict]:
     import pandas as pd
 
-    frame = pd.read_csv("data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=n)
+    frame = pd.read_csv(
+        "data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=n
+    )
     return frame[list(schema.FEATURE_NAMES)].to_dict(orient="records")
 
 

@@ -48,7 +48,13 @@ def main(
             for frame, meta in records:
                 ts = meta.sec + meta.usec / 1e6 + copy * span
                 sec = int(ts)
-                writer.write_packet(rewrite(frame, copy), sec=sec, usec=int((ts - sec) * 1e6), caplen=len(frame), wirelen=meta.wirelen)
+                writer.write_packet(
+                    rewrite(frame, copy),
+                    sec=sec,
+                    usec=int((ts - sec) * 1e6),
+                    caplen=len(frame),
+                    wirelen=meta.wirelen,
+                )
     typer.echo(f"{out}: {copies * len(records):,} packets", err=True)
 
 

@@ -11,7 +11,9 @@ from serving.model import load_champion
 
 
 def main(repeats: int = 50) -> None:
-    frame = pd.read_csv("data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=1000)
+    frame = pd.read_csv(
+        "data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=1000
+    )
     columns = {name: frame[name].tolist() for name in schema.FEATURE_NAMES}
     champion = load_champion()
     champion.classify(columns)
@@ -19,8 +21,10 @@ def main(repeats: int = 50) -> None:
     for _ in range(repeats):
         champion.classify(columns)
     elapsed = time.perf_counter() - started
-    print(f"in-process ONNX (1 thread), 1000-flow batches: {repeats * 1000 / elapsed:,.0f} flows/s "
-          f"({elapsed / repeats * 1000:.2f} ms per batch), model v{champion.version}")
+    print(
+        f"in-process ONNX (1 thread), 1000-flow batches: {repeats * 1000 / elapsed:,.0f} flows/s "
+        f"({elapsed / repeats * 1000:.2f} ms per batch), model v{champion.version}"
+    )
 
 
 if __name__ == "__main__":

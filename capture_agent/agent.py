@@ -56,8 +56,15 @@ def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
     _exit_with_parent(parent=os.getppid())
     flow_logs = FlowLogs(config.log_dir)
     client = ClassifyClient(config.server, config.token, ca_cert=config.ca_cert)
-    sender = Sender(client, Spool(config.log_dir / "spool", config.spool_max_bytes), flow_logs.write_batch,
-                    inbox, config.agent_id, config.batch_size, config.batch_interval)
+    sender = Sender(
+        client,
+        Spool(config.log_dir / "spool", config.spool_max_bytes),
+        flow_logs.write_batch,
+        inbox,
+        config.agent_id,
+        config.batch_size,
+        config.batch_interval,
+    )
     try:
         counters = sender.run(config.drain_timeout)
     finally:
@@ -97,8 +104,12 @@ class Agent:
         context = multiprocessing.get_context("fork")
         self.outbox = context.Queue(maxsize=config.pending_messages)
         self.results, results = context.Pipe(duplex=False)
-        self.sender = context.Process(target=_sender_main, args=(config, self.outbox, results),
-                                      name="desy-sender", daemon=True)
+        self.sender = context.Process(
+            target=_sender_main,
+            args=(config, self.outbox, results),
+            name="desy-sender",
+            daemon=True,
+        )
         self.pending: list[tuple] = []
         self.sent_at = time.monotonic()
         self.send_counters: dict[str, int] = {}
@@ -110,7 +121,9 @@ class Agent:
     def run(self, source: Iterator[tuple[bytes, int, float]]) -> dict[str, Any]:
         """Process the source until it ends or stop() is called; returns the exit counters."""
         self.sender.start()  # forked before any thread of ours exists
-        reader = threading.Thread(target=self._read, args=(source,), name="desy-reader", daemon=True)
+        reader = threading.Thread(
+            target=self._read, args=(source,), name="desy-reader", daemon=True
+        )
         reader.start()
         last_tick = last_report = time.monotonic()
         while not (self.reader_done.is_set() and self.frames.empty()):
@@ -135,7 +148,9 @@ class Agent:
         if self.pcap_log:
             self.pcap_log.close()
         self.outbox.put(None)
-        self.send_counters = self.results.recv() if self.results.poll(self.config.drain_timeout + 120) else {}
+        self.send_counters = (
+            self.results.recv() if self.results.poll(self.config.drain_timeout + 120) else {}
+        )
         self.sender.join(timeout=30)
         if not self.send_counters:
             log.error("the sender process did not report; see its messages above")
@@ -145,7 +160,9 @@ class Agent:
         try:
             for frame, linktype, ts in source:
                 if self.pcap_log is None:
-                    self.pcap_log = PcapLog(self.config.log_dir / "capture.pcap", linktype, self.config.pcap_max_bytes)
+                    self.pcap_log = PcapLog(
+                        self.config.log_dir / "capture.pcap", linktype, self.config.pcap_max_bytes
+                    )
                 self.pcap_log.write(frame, linktype, ts)
                 try:
                     self.frames.put((frame, linktype, ts), block=not self.live)
@@ -165,8 +182,13 @@ class Agent:
     def _report(self) -> None:
         """A progress line: packets and connections so far, frames waiting."""
         c = self.extractor.counters
-        log.info("%d packets, %d connections, %d frames queued, %d frames dropped", c.packets_seen,
-                 c.connections_emitted, self.frames.qsize(), self.queue_dropped)
+        log.info(
+            "%d packets, %d connections, %d frames queued, %d frames dropped",
+            c.packets_seen,
+            c.connections_emitted,
+            self.frames.qsize(),
+            self.queue_dropped,
+        )
 
     def _emit(self, rows: list[tuple]) -> None:
         if rows:

@@ -27,13 +27,22 @@ from desy.records import ROW_FIELDS
 #: names), and %-formatting is a third faster than the csv module on the hot path.
 CSV_LINE = ",".join(["%s"] * len(ROW_FIELDS)) + "\n"
 
-app = typer.Typer(help="DeSy capture agent: live traffic or pcaps → 41 NSL-KDD features → verdicts.", no_args_is_help=True)
+app = typer.Typer(
+    help="DeSy capture agent: live traffic or pcaps → 41 NSL-KDD features → verdicts.",
+    no_args_is_help=True,
+)
 
 
-TcpAttempt = Annotated[float, typer.Option(help="Seconds a SYN waits for a SYN-ACK before the connection ends as S0.")]
-TcpIdle = Annotated[float, typer.Option(help="Idle seconds before an open TCP connection is emitted.")]
+TcpAttempt = Annotated[
+    float, typer.Option(help="Seconds a SYN waits for a SYN-ACK before the connection ends as S0.")
+]
+TcpIdle = Annotated[
+    float, typer.Option(help="Idle seconds before an open TCP connection is emitted.")
+]
 UdpIdle = Annotated[float, typer.Option(help="Idle seconds that end a UDP conversation.")]
-MaxConnections = Annotated[int, typer.Option(help="Connection table size; beyond it the oldest are evicted (and emitted).")]
+MaxConnections = Annotated[
+    int, typer.Option(help="Connection table size; beyond it the oldest are evicted (and emitted).")
+]
 
 
 class Progress:
@@ -48,19 +57,30 @@ class Progress:
         if final or now - self.last >= self.interval:
             self.last = now
             rate = packets / max(now - self.started, 1e-9)
-            typer.echo(f"{packets:,} packets ({rate:,.0f}/s), {connections:,} connections", err=True)
+            typer.echo(
+                f"{packets:,} packets ({rate:,.0f}/s), {connections:,} connections", err=True
+            )
 
 
 @app.command()
 def extract(
     pcap: Annotated[Path, typer.Argument(help="pcap or pcapng file.", exists=True, dir_okay=False)],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV file (default: standard output).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file (default: standard output).")
+    ] = None,
     tcp_attempt_timeout: TcpAttempt = Timeouts.tcp_attempt,
     tcp_idle_timeout: TcpIdle = Timeouts.tcp_established,
     udp_timeout: UdpIdle = Timeouts.udp,
     max_connections: MaxConnections = 262_144,
-    workers: Annotated[int, typer.Option(help="2: track connections in a second process (uses two cores); 1: one process.")] = 2,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="2: track connections in a second process (uses two cores); 1: one process."
+        ),
+    ] = 2,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")
+    ] = False,
 ) -> None:
     """One CSV row per connection: the 41 features in dataset order, then the endpoints and times."""
     timeouts = Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout)
@@ -85,26 +105,60 @@ def extract(
             handle.close()
     if not quiet:
         progress_line.update(counters.packets_seen, counters.connections_emitted, final=True)
-        typer.echo(_summary_text({k: v for k, v in vars(counters).items() if k != "malformed_reasons"}), err=True)
+        typer.echo(
+            _summary_text({k: v for k, v in vars(counters).items() if k != "malformed_reasons"}),
+            err=True,
+        )
 
 
 @app.command()
 def run(
     server: Annotated[str, typer.Option(help="Model server base URL, e.g. http://127.0.0.1:3000.")],
     iface: Annotated[str | None, typer.Option(help="Capture live from this interface.")] = None,
-    pcap: Annotated[Path | None, typer.Option(help="Replay this pcap/pcapng file.", exists=True, dir_okay=False)] = None,
-    token_file: Annotated[Path | None, typer.Option(help="File holding the server's bearer token (default: the DESY_API_TOKEN environment variable; never on the command line, where `ps` shows it).", exists=True, dir_okay=False)] = None,
-    ca_cert: Annotated[Path | None, typer.Option(help="CA certificate (PEM) that signed the server's certificate, for a private CA.", exists=True, dir_okay=False)] = None,
-    insecure: Annotated[bool, typer.Option(help="Allow sending the token over plain HTTP to a server that is not on this machine.")] = False,
-    log_dir: Annotated[Path, typer.Option(help="Where traffic.txt, capture.pcap, flows.jsonl and the spool go.")] = Path("logs"),
+    pcap: Annotated[
+        Path | None, typer.Option(help="Replay this pcap/pcapng file.", exists=True, dir_okay=False)
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the server's bearer token (default: the DESY_API_TOKEN environment variable; never on the command line, where `ps` shows it).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA certificate (PEM) that signed the server's certificate, for a private CA.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            help="Allow sending the token over plain HTTP to a server that is not on this machine."
+        ),
+    ] = False,
+    log_dir: Annotated[
+        Path, typer.Option(help="Where traffic.txt, capture.pcap, flows.jsonl and the spool go.")
+    ] = Path("logs"),
     bpf: Annotated[str | None, typer.Option(help="BPF filter for live capture.")] = None,
     promisc: Annotated[bool, typer.Option(help="Put the interface in promiscuous mode.")] = False,
-    agent_id: Annotated[str | None, typer.Option(help="Name of this agent in flow records (default: host name).")] = None,
+    agent_id: Annotated[
+        str | None, typer.Option(help="Name of this agent in flow records (default: host name).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Flows per request at most.")] = 256,
-    batch_interval: Annotated[float, typer.Option(help="Seconds a flow waits for its batch to fill at most.")] = 1.0,
+    batch_interval: Annotated[
+        float, typer.Option(help="Seconds a flow waits for its batch to fill at most.")
+    ] = 1.0,
     spool_mb: Annotated[int, typer.Option(help="Disk spool limit for unsent batches, MiB.")] = 256,
-    pcap_rotate_mb: Annotated[int, typer.Option(help="Rotate capture.pcap at this size, MiB.")] = 100,
-    drain_timeout: Annotated[float, typer.Option(help="Seconds to keep retrying the server at exit.")] = 10.0,
+    pcap_rotate_mb: Annotated[
+        int, typer.Option(help="Rotate capture.pcap at this size, MiB.")
+    ] = 100,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to keep retrying the server at exit.")
+    ] = 10.0,
     tcp_attempt_timeout: TcpAttempt = Timeouts.tcp_attempt,
     tcp_idle_timeout: TcpIdle = Timeouts.tcp_established,
     udp_timeout: UdpIdle = Timeouts.udp,
@@ -116,20 +170,36 @@ def run(
     if (iface is None) == (pcap is None):
         typer.echo("error: give exactly one of --iface or --pcap", err=True)
         raise typer.Exit(2)
-    token = token_file.read_text().strip() if token_file else os.environ.get("DESY_API_TOKEN") or None
+    token = (
+        token_file.read_text().strip() if token_file else os.environ.get("DESY_API_TOKEN") or None
+    )
     if token and not insecure and not _private_url(server):
-        typer.echo(f"error: refusing to send the token in clear text to {server}: use https:// (with --ca-cert for "
-                   "a private CA), or pass --insecure", err=True)
+        typer.echo(
+            f"error: refusing to send the token in clear text to {server}: use https:// (with --ca-cert for "
+            "a private CA), or pass --insecure",
+            err=True,
+        )
         raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     config = RunConfig(
-        log_dir=log_dir, agent_id=agent_id or socket.gethostname(), server=server, token=token, ca_cert=ca_cert,
-        batch_size=batch_size, batch_interval=batch_interval, spool_max_bytes=spool_mb * 2**20,
-        pcap_max_bytes=pcap_rotate_mb * 2**20, drain_timeout=drain_timeout,
+        log_dir=log_dir,
+        agent_id=agent_id or socket.gethostname(),
+        server=server,
+        token=token,
+        ca_cert=ca_cert,
+        batch_size=batch_size,
+        batch_interval=batch_interval,
+        spool_max_bytes=spool_mb * 2**20,
+        pcap_max_bytes=pcap_rotate_mb * 2**20,
+        drain_timeout=drain_timeout,
     )
     gc.freeze()  # leave start-up objects out of collections; keep default thresholds (httpx makes cycles)
-    extractor = Extractor(Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), max_connections)
+    extractor = Extractor(
+        Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), max_connections
+    )
     agent = Agent(config, extractor, live=iface is not None)
     capture = None
     if iface is not None:
@@ -168,11 +238,17 @@ def run_problems(counters: dict, spool_mb: int) -> list[str]:
     if counters.get("capture_error"):
         problems.append(counters["capture_error"])
     if counters.get("refused"):
-        problems.append(f"{counters['refused']}; {counters.get('flows_spooled', 0)} flows wait in the spool")
+        problems.append(
+            f"{counters['refused']}; {counters.get('flows_spooled', 0)} flows wait in the spool"
+        )
     if counters.get("flows_lost"):
-        problems.append(f"{counters['flows_lost']} flows lost because the spool limit ({spool_mb} MiB) was hit")
+        problems.append(
+            f"{counters['flows_lost']} flows lost because the spool limit ({spool_mb} MiB) was hit"
+        )
     if counters.get("flows_rejected"):
-        problems.append(f"{counters['flows_rejected']} flows rejected by the server (see the log above)")
+        problems.append(
+            f"{counters['flows_rejected']} flows rejected by the server (see the log above)"
+        )
     if not counters.get("capture_error") and "flows_classified" not in counters:
         problems.append("the sender process did not report")
     return problems

@@ -68,10 +68,18 @@ class SendCounters:
 class ClassifyClient:
     """Thin httpx client for POST CLASSIFY_PATH."""
 
-    def __init__(self, server: str, token: str | None = None, timeout: float = 10.0, ca_cert: Path | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        token: str | None = None,
+        timeout: float = 10.0,
+        ca_cert: Path | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         verify = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True
-        self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify)
+        self.http = httpx.Client(
+            base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify
+        )
 
     def classify(self, flows: list[Record]) -> list[Verdict]:
         """Verdicts in request order, each with the model version that gave it added.
@@ -97,7 +105,9 @@ class ClassifyClient:
         body = response.json()
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(flows):
-            raise ServerError(f"server answered {len(results or [])} results for {len(flows)} flows")
+            raise ServerError(
+                f"server answered {len(results or [])} results for {len(flows)} flows"
+            )
         version = str(body.get("model_version", ""))
         return [dict(result, model_version=version) for result in results]
 
@@ -156,7 +166,9 @@ class Spool:
             return False
         self.sequence += 1
         tmp = self.directory / f".batch-{self.sequence}.tmp"
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as out:
+        with os.fdopen(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb"
+        ) as out:
             out.write(data)
         tmp.rename(self.directory / f"batch-{self.sequence}.json")
         return True
@@ -173,12 +185,24 @@ class Sender:
     finish) as records of agent_id, classifies them and hands (records, verdicts) to on_batch.
     Runs in its own process, see capture_agent.agent."""
 
-    def __init__(self, client: ClassifyClient, spool: Spool, on_batch: Callable[[list[Record], list[Verdict]], None],
-                 inbox: Any, agent_id: str, batch_size: int = 256, batch_interval: float = 1.0,
-                 max_backoff: float = 30.0) -> None:
+    def __init__(
+        self,
+        client: ClassifyClient,
+        spool: Spool,
+        on_batch: Callable[[list[Record], list[Verdict]], None],
+        inbox: Any,
+        agent_id: str,
+        batch_size: int = 256,
+        batch_interval: float = 1.0,
+        max_backoff: float = 30.0,
+    ) -> None:
         self.client, self.spool, self.on_batch, self.inbox = client, spool, on_batch, inbox
         self.agent_id = agent_id
-        self.batch_size, self.batch_interval, self.max_backoff = batch_size, batch_interval, max_backoff
+        self.batch_size, self.batch_interval, self.max_backoff = (
+            batch_size,
+            batch_interval,
+            max_backoff,
+        )
         self.counters = SendCounters()
         self.backoff = 0.0
         self.retry_at = 0.0
@@ -195,7 +219,9 @@ class Sender:
                 self.batch = []
             self._drain(time.monotonic() + drain_timeout)
         except Orphaned:
-            log.error("the agent's main process is gone: spooling %d flows and stopping", len(self.batch))
+            log.error(
+                "the agent's main process is gone: spooling %d flows and stopping", len(self.batch)
+            )
             if self.batch:
                 self._to_spool(self.batch)
         self.counters.flows_spooled = self.spool.flow_count()
@@ -274,7 +300,9 @@ class Sender:
         self.counters.send_failures += 1
         self.backoff = min(self.max_backoff, max(0.5, self.backoff * 2))
         self.retry_at = time.monotonic() + self.backoff
-        log.warning("server unavailable (%s); retrying in %.1f s, spooling meanwhile", err, self.backoff)
+        log.warning(
+            "server unavailable (%s); retrying in %.1f s, spooling meanwhile", err, self.backoff
+        )
 
     def _refused(self, err: Refused) -> None:
         if not self.counters.refused:
@@ -319,5 +347,7 @@ class Sender:
 
 
 def _describe(record: Record) -> str:
-    return (f"{record.get('src_ip')}:{record.get('src_port')} -> {record.get('dst_ip')}:{record.get('dst_port')} "
-            f"{record.get('protocol_type')}/{record.get('service')} at {record.get('start_time')}")
+    return (
+        f"{record.get('src_ip')}:{record.get('src_port')} -> {record.get('dst_ip')}:{record.get('dst_port')} "
+        f"{record.get('protocol_type')}/{record.get('service')} at {record.get('start_time')}"
+    )

@@ -12,8 +12,17 @@ from capture_agent.services import service
 CONTENT_CAP = 32 * 1024
 #: Responder ports whose payload is kept for content inspection, and the dialect spoken there.
 CONTENT_PORTS: dict[int, str] = {
-    21: "ftp", 23: "telnet", 25: "smtp", 80: "http", 110: "pop", 143: "imap",
-    512: "rsh", 513: "rlogin", 514: "rsh", 8001: "http", 2784: "http",
+    21: "ftp",
+    23: "telnet",
+    25: "smtp",
+    80: "http",
+    110: "pop",
+    143: "imap",
+    512: "rsh",
+    513: "rlogin",
+    514: "rsh",
+    8001: "http",
+    2784: "http",
 }
 
 # TCP history bits
@@ -101,12 +110,24 @@ class Connection:
         "wrong_fragment",
     )
 
-    def __init__(self, key: tuple, pkt: Packet, budget: PayloadBudget, flipped: bool = False) -> None:
+    def __init__(
+        self, key: tuple, pkt: Packet, budget: PayloadBudget, flipped: bool = False
+    ) -> None:
         self.key = key
         if flipped:
-            self.orig, self.resp, self.orig_port, self.resp_port = pkt.dst, pkt.src, pkt.dport, pkt.sport
+            self.orig, self.resp, self.orig_port, self.resp_port = (
+                pkt.dst,
+                pkt.src,
+                pkt.dport,
+                pkt.sport,
+            )
         else:
-            self.orig, self.resp, self.orig_port, self.resp_port = pkt.src, pkt.dst, pkt.sport, pkt.dport
+            self.orig, self.resp, self.orig_port, self.resp_port = (
+                pkt.src,
+                pkt.dst,
+                pkt.sport,
+                pkt.dport,
+            )
         self.proto, self.version = pkt.proto, pkt.version
         self.start = self.last = pkt.ts
         self.orig_bytes = self.resp_bytes = 0
@@ -173,7 +194,9 @@ class Connection:
         if not size:
             return 0
         before = (top - base) & 0xFFFFFFFF
-        if 0 < (base - seq) & 0xFFFFFFFF < 0x80000000:  # earlier than anything seen (midstream start)
+        if (
+            0 < (base - seq) & 0xFFFFFFFF < 0x80000000
+        ):  # earlier than anything seen (midstream start)
             base = seq
         end = (seq + size) & 0xFFFFFFFF
         if 0 < (end - top) & 0xFFFFFFFF < 0x80000000:
@@ -196,10 +219,23 @@ class Connection:
             self.budget.held -= len(orig_payload) + len(resp_payload)
             self.orig_data = self.resp_data = None
         return Finished(
-            self.proto, self.orig, self.resp, self.orig_port, self.resp_port, self.start, self.last,
-            self.orig_bytes, self.resp_bytes, self.compute_flag(),
-            service(self.proto, self.resp_port, self.icmp_type, self.icmp_code), self.urgent,
-            self.wrong_fragment, self.established, self.dialect, orig_payload, resp_payload,
+            self.proto,
+            self.orig,
+            self.resp,
+            self.orig_port,
+            self.resp_port,
+            self.start,
+            self.last,
+            self.orig_bytes,
+            self.resp_bytes,
+            self.compute_flag(),
+            service(self.proto, self.resp_port, self.icmp_type, self.icmp_code),
+            self.urgent,
+            self.wrong_fragment,
+            self.established,
+            self.dialect,
+            orig_payload,
+            resp_payload,
         )
 
     @property

@@ -20,7 +20,9 @@ LINKTYPE_LINUX_SLL2 = 276
 
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 _ETH_IPV4, _ETH_IPV6, _ETH_VLAN, _ETH_QINQ, _ETH_VLAN2 = 0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100
-_IPV6_EXTENSIONS = frozenset({0, 43, 60, 51, 135, 139, 140})  # hop-by-hop, routing, dest opts, AH, ...
+_IPV6_EXTENSIONS = frozenset(
+    {0, 43, 60, 51, 135, 139, 140}
+)  # hop-by-hop, routing, dest opts, AH, ...
 _IPV6_FRAGMENT = 44
 _NO_NEXT_HEADER = 59
 
@@ -121,7 +123,11 @@ def _link(frame: bytes, linktype: int) -> tuple[int, int]:
 def _ipv4(frame: bytes, offset: int, ts: float) -> Packet:
     if len(frame) < offset + 20:
         raise Malformed("truncated IPv4 header")
-    ver_ihl, total_len, ip_id, frag, proto = frame[offset], *unpack_from("!HHH", frame, offset + 2), frame[offset + 9]
+    ver_ihl, total_len, ip_id, frag, proto = (
+        frame[offset],
+        *unpack_from("!HHH", frame, offset + 2),
+        frame[offset + 9],
+    )
     ihl = (ver_ihl & 0x0F) * 4
     if ver_ihl >> 4 != 4 or ihl < 20:
         raise Malformed("bad IPv4 version or header length")
@@ -193,6 +199,8 @@ def _transport(pkt: Packet, frame: bytes, pos: int, end: int) -> None:
         if end < pos + 4:
             raise Malformed("truncated ICMP header")
         pkt.icmp_type, pkt.icmp_code = frame[pos], frame[pos + 1]
-        pkt.payload = frame[pos:end]  # NSL-KDD counts the whole ICMP message (minimum 8 bytes in the data)
+        pkt.payload = frame[
+            pos:end
+        ]  # NSL-KDD counts the whole ICMP message (minimum 8 bytes in the data)
     elif proto != _NO_NEXT_HEADER:
         pkt.payload = frame[pos:end]

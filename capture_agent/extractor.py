@@ -42,8 +42,12 @@ class Counters:
 class Tracker:
     """Decoding and connection tracking: frames in time order → ended connections."""
 
-    def __init__(self, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
-                 max_payload: int = MAX_PAYLOAD) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        max_connections: int = 262_144,
+        max_payload: int = MAX_PAYLOAD,
+    ) -> None:
         self.table = ConnectionTable(timeouts, max_connections, max_payload)
         self.counters = Counters()
         self.latest = float("-inf")
@@ -88,8 +92,12 @@ class Extractor:
     """Both stages in the calling thread: feed frames in time order, collect the rows
     (desy.records.ROW_FIELDS order) of connections as they end."""
 
-    def __init__(self, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
-                 max_payload: int = MAX_PAYLOAD) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        max_connections: int = 262_144,
+        max_payload: int = MAX_PAYLOAD,
+    ) -> None:
         self.tracker = Tracker(timeouts, max_connections, max_payload)
         self.rows = RowBuilder()
 
@@ -125,7 +133,9 @@ def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> N
         pipe.close()
 
 
-def _tracked_batches(path: Path, timeouts: Timeouts, max_connections: int) -> Iterator[tuple[list, int | Counters]]:
+def _tracked_batches(
+    path: Path, timeouts: Timeouts, max_connections: int
+) -> Iterator[tuple[list, int | Counters]]:
     """(ended connections, packets read so far) in batches of at most BATCH connections and
     about BATCH_PAYLOAD payload bytes; the last item carries the Counters."""
     tracker = Tracker(timeouts, max_connections)
@@ -147,11 +157,15 @@ def _tracked_batches(path: Path, timeouts: Timeouts, max_connections: int) -> It
     yield batch, tracker.counters
 
 
-def _received_batches(path: Path, timeouts: Timeouts, max_connections: int) -> Iterator[tuple[list, int | Counters]]:
+def _received_batches(
+    path: Path, timeouts: Timeouts, max_connections: int
+) -> Iterator[tuple[list, int | Counters]]:
     """The same batches, tracked by a child process (fork) while the caller computes features."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_track_file, args=(path, timeouts, max_connections, sender), daemon=True)
+    child = context.Process(
+        target=_track_file, args=(path, timeouts, max_connections, sender), daemon=True
+    )
     child.start()
     sender.close()
     try:
@@ -170,8 +184,12 @@ def _received_batches(path: Path, timeouts: Timeouts, max_connections: int) -> I
             child.kill()
 
 
-def extract_file(path: Path, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
-                 parallel: bool = True) -> Iterator[tuple[list[tuple], int | Counters]]:
+def extract_file(
+    path: Path,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    max_connections: int = 262_144,
+    parallel: bool = True,
+) -> Iterator[tuple[list[tuple], int | Counters]]:
     """Rows (desy.records.ROW_FIELDS order) of a capture file in batches, each with the packets
     read so far; the last batch comes with the final Counters instead.
 

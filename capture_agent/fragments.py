@@ -38,7 +38,9 @@ class Datagram:
     def faults(self, start: int, end: int, more: bool, limit: int) -> int:
         """The faults of a fragment [start, end) against what came before (see module doc)."""
         i = bisect_right(self.starts, start) - 1  # the span starting at or before `start`
-        overlaps = (i >= 0 and self.ends[i] > start) or (i + 1 < len(self.starts) and self.starts[i + 1] < end)
+        overlaps = (i >= 0 and self.ends[i] > start) or (
+            i + 1 < len(self.starts) and self.starts[i + 1] < end
+        )
         inside = i >= 0 and end <= self.ends[i]
         short_last = not more and bool(self.starts) and end < self.top
         return int(overlaps) + int(inside) + int(short_last) + int(end > limit)
@@ -75,7 +77,9 @@ class FragmentTracker:
         datagram.last_seen = pkt.ts
         start = pkt.frag_offset
         end = start + (len(pkt.payload) if start else pkt.ip_payload_len)
-        limit = MAX_DATAGRAM - (20 if pkt.version == 4 else 0)  # IPv4 counts its header in the 65,535
+        limit = MAX_DATAGRAM - (
+            20 if pkt.version == 4 else 0
+        )  # IPv4 counts its header in the 65,535
         faults = datagram.faults(start, end, pkt.more_fragments, limit)
         datagram.cover(start, end)
         return datagram, faults

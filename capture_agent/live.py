@@ -18,7 +18,13 @@ PACKET_STATISTICS = 6
 class LiveCapture:
     """Frames from an interface, with an optional BPF filter, in promiscuous mode if asked."""
 
-    def __init__(self, iface: str, bpf: str | None = None, promisc: bool = False, buffer_bytes: int = 64 * 2**20) -> None:
+    def __init__(
+        self,
+        iface: str,
+        bpf: str | None = None,
+        promisc: bool = False,
+        buffer_bytes: int = 64 * 2**20,
+    ) -> None:
         self.sock = L2ListenSocket(iface=iface, filter=bpf, promisc=promisc)
         try:
             self.sock.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, buffer_bytes)
@@ -41,7 +47,9 @@ class LiveCapture:
     def update_drops(self) -> int:
         """Kernel drops so far (PACKET_STATISTICS resets on read, so this accumulates)."""
         try:
-            _, drops = struct.unpack("II", self.sock.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            _, drops = struct.unpack(
+                "II", self.sock.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            )
         except OSError:
             return self.kernel_dropped
         self.kernel_dropped += drops

@@ -40,8 +40,14 @@ class PcapLog:
     buffer is flushed at least every flush_interval seconds. Frames of another link type than
     the first go to a file of their own, capture-linktype<N>.pcap."""
 
-    def __init__(self, path: Path, linktype: int, max_bytes: int = 100 * 2**20, keep: int = 5,
-                 flush_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        linktype: int,
+        max_bytes: int = 100 * 2**20,
+        keep: int = 5,
+        flush_interval: float = 1.0,
+    ) -> None:
         self.path, self.linktype, self.max_bytes, self.keep = path, linktype, max_bytes, keep
         self.flush_interval = flush_interval
         self.written = 0
@@ -61,11 +67,15 @@ class PcapLog:
             other = self.others.get(linktype)
             if other is None:
                 path = self.path.with_name(f"{self.path.stem}-linktype{linktype}{self.path.suffix}")
-                other = self.others[linktype] = PcapLog(path, linktype, self.max_bytes, self.keep, self.flush_interval)
+                other = self.others[linktype] = PcapLog(
+                    path, linktype, self.max_bytes, self.keep, self.flush_interval
+                )
             other.write(frame, linktype, ts)
             return
         sec = int(ts)
-        self.writer.write_packet(frame, sec=sec, usec=round((ts - sec) * 1e6), caplen=len(frame), wirelen=len(frame))
+        self.writer.write_packet(
+            frame, sec=sec, usec=round((ts - sec) * 1e6), caplen=len(frame), wirelen=len(frame)
+        )
         self.written += 1
         self.size += 16 + len(frame)
         if self.size >= self.max_bytes:
@@ -119,7 +129,9 @@ class FlowLogs:
         """Log a classified batch and flush, so the files are complete at every batch boundary."""
         for record, verdict in zip(records, verdicts):
             self.text.write(traffic_line(record, verdict))
-            self.jsonl.write(json.dumps(dict(record, verdict=verdict), separators=(",", ":")) + "\n")
+            self.jsonl.write(
+                json.dumps(dict(record, verdict=verdict), separators=(",", ":")) + "\n"
+            )
         self.text.flush()
         self.jsonl.flush()
 

@@ -28,7 +28,9 @@ class Timeouts:
 
     tcp_attempt: float = 5.0  # SYN with no SYN-ACK yet (S0 candidates)
     tcp_established: float = 120.0  # established or midstream TCP
-    tcp_closed: float = 2.0  # a closed connection still takes trailing ACKs/retransmissions this long
+    tcp_closed: float = (
+        2.0  # a closed connection still takes trailing ACKs/retransmissions this long
+    )
     udp: float = 30.0
     icmp_fragments: float = 30.0  # an ICMP datagram still being fragmented
     sweep_interval: float = 1.0
@@ -36,11 +38,16 @@ class Timeouts:
 
 DEFAULT_TIMEOUTS = Timeouts()
 
+
 class ConnectionTable:
     """Tracks live connections and yields them when they end."""
 
-    def __init__(self, timeouts: Timeouts = DEFAULT_TIMEOUTS, max_connections: int = 262_144,
-                 max_payload: int = MAX_PAYLOAD) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        max_connections: int = 262_144,
+        max_payload: int = MAX_PAYLOAD,
+    ) -> None:
         self.timeouts = timeouts
         self.max_connections = max_connections
         self.payload = PayloadBudget(max_payload)
@@ -131,7 +138,11 @@ class ConnectionTable:
 
     def _datagram(self, pkt: Packet, faults: int) -> Iterator[Connection]:
         conn_key = self._key(pkt)
-        rkey = (conn_key[2], conn_key[3], conn_key[0], conn_key[1], conn_key[4]) if len(conn_key) == 5 else conn_key
+        rkey = (
+            (conn_key[2], conn_key[3], conn_key[0], conn_key[1], conn_key[4])
+            if len(conn_key) == 5
+            else conn_key
+        )
         conn, from_orig, _ = self._find(conn_key, rkey, self.udp)
         if conn is None:
             conn = Connection(conn_key, pkt, self.payload)
@@ -141,12 +152,16 @@ class ConnectionTable:
             self.udp.move_to_end(conn.key)
         conn.add(pkt, from_orig)
         conn.wrong_fragment += faults
-        if pkt.proto in (ICMP, ICMPV6) and not pkt.more_fragments:  # an unfragmented ICMP message ends at once
+        if (
+            pkt.proto in (ICMP, ICMPV6) and not pkt.more_fragments
+        ):  # an unfragmented ICMP message ends at once
             del self.udp[conn.key]
             yield conn
 
     @staticmethod
-    def _find(key: tuple, rkey: tuple, *tables: OrderedDict) -> tuple[Connection | None, bool, OrderedDict | None]:
+    def _find(
+        key: tuple, rkey: tuple, *tables: OrderedDict
+    ) -> tuple[Connection | None, bool, OrderedDict | None]:
         for table in tables:
             conn = table.get(key)
             if conn is not None:
@@ -159,7 +174,12 @@ class ConnectionTable:
     def expire(self, now: float) -> Iterator[Connection]:
         """Yield connections idle past their timeout; forget closed ones past the linger."""
         t = self.timeouts
-        tables = ((self.closing, t.tcp_closed), (self.attempts, t.tcp_attempt), (self.active, t.tcp_established), (self.udp, t.udp))
+        tables = (
+            (self.closing, t.tcp_closed),
+            (self.attempts, t.tcp_attempt),
+            (self.active, t.tcp_established),
+            (self.udp, t.udp),
+        )
         for table, timeout in tables:
             while table:
                 conn = next(iter(table.values()))

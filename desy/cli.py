@@ -14,7 +14,9 @@ import typer
 from desy import PROJECT
 from desy.registry import absolute_store, tracking_uri
 
-app = typer.Typer(help="DeSy: network intrusion detection on NSL-KDD features.", no_args_is_help=True)
+app = typer.Typer(
+    help="DeSy: network intrusion detection on NSL-KDD features.", no_args_is_help=True
+)
 
 
 @app.callback()
@@ -44,39 +46,81 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
     workers: Annotated[int, typer.Option(min=0, help="Server processes (0: one per core).")] = 0,
-    token: Annotated[str | None, typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify.")] = None,
-    insecure: Annotated[bool, typer.Option(help="Allow a non-loopback address without a token.")] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address without a token.")
+    ] = False,
     max_body_mb: Annotated[int, typer.Option(help="Largest /classify body accepted, MiB.")] = 16,
 ) -> None:
     """Serve models:/desy-nids@champion over HTTP with BentoML (POST /classify, /livez, /readyz, /metrics)."""
     if not is_loopback(host) and not token and not insecure:
-        typer.echo(f"error: refusing to listen on {host} without a token: set DESY_API_TOKEN (or --token), "
-                   "or pass --insecure to accept unauthenticated requests from the network", err=True)
+        typer.echo(
+            f"error: refusing to listen on {host} without a token: set DESY_API_TOKEN (or --token), "
+            "or pass --insecure to accept unauthenticated requests from the network",
+            err=True,
+        )
         raise typer.Exit(2)
     workers = workers or os.cpu_count() or 1
     beside = Path(sys.executable).with_name("bentoml")  # the bentoml of this environment first
     bentoml = str(beside) if beside.exists() else shutil.which("bentoml")
     if bentoml is None:
-        typer.echo("error: bentoml is not installed: `uv sync --extra serve` (or `make setup`)", err=True)
+        typer.echo(
+            "error: bentoml is not installed: `uv sync --extra serve` (or `make setup`)", err=True
+        )
         raise typer.Exit(2)
-    env = dict(os.environ, DESY_WORKERS=str(workers), DESY_MAX_BODY_BYTES=str(max_body_mb * 2**20),
-               MLFLOW_TRACKING_URI=absolute_store(tracking_uri()), BENTOML_DO_NOT_TRACK="true",
-               BENTOML_HOME=str(server_home(port)))
+    env = dict(
+        os.environ,
+        DESY_WORKERS=str(workers),
+        DESY_MAX_BODY_BYTES=str(max_body_mb * 2**20),
+        MLFLOW_TRACKING_URI=absolute_store(tracking_uri()),
+        BENTOML_DO_NOT_TRACK="true",
+        BENTOML_HOME=str(server_home(port)),
+    )
     if token:
         env["DESY_API_TOKEN"] = token
     else:
         env.pop("DESY_API_TOKEN", None)
-    typer.echo(f"DeSy server on http://{host}:{port} ({workers} worker(s), model registry {env['MLFLOW_TRACKING_URI']})", err=True)
-    os.execve(bentoml, [bentoml, "serve", "serving.service:DesyNids", "--host", host, "--port", str(port),
-                        "--working-dir", str(PROJECT)], env)
+    typer.echo(
+        f"DeSy server on http://{host}:{port} ({workers} worker(s), model registry {env['MLFLOW_TRACKING_URI']})",
+        err=True,
+    )
+    os.execve(
+        bentoml,
+        [
+            bentoml,
+            "serve",
+            "serving.service:DesyNids",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--working-dir",
+            str(PROJECT),
+        ],
+        env,
+    )
 
 
 @app.command()
 def demo(
-    pcap: Annotated[Path | None, typer.Option(help="Replay this capture instead of the synthetic demo one.", exists=True, dir_okay=False)] = None,
-    iface: Annotated[str | None, typer.Option(help="Capture live from this interface instead.")] = None,
+    pcap: Annotated[
+        Path | None,
+        typer.Option(
+            help="Replay this capture instead of the synthetic demo one.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    iface: Annotated[
+        str | None, typer.Option(help="Capture live from this interface instead.")
+    ] = None,
     seconds: Annotated[float, typer.Option(help="How long to capture with --iface.")] = 30.0,
-    log_dir: Annotated[Path, typer.Option(help="Where the agent writes its logs.")] = Path("logs/demo"),
+    log_dir: Annotated[Path, typer.Option(help="Where the agent writes its logs.")] = Path(
+        "logs/demo"
+    ),
 ) -> None:
     """Train if needed, serve the champion, run the agent on a capture and summarise the verdicts."""
     from desy.demo import run_demo

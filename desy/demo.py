@@ -24,7 +24,10 @@ from desy.server_process import free_port, start_server, wait_ready
 def has_champion() -> bool:
     import mlflow
 
-    return registry.champion(mlflow.MlflowClient(registry.absolute_store(registry.tracking_uri()))) is not None
+    return (
+        registry.champion(mlflow.MlflowClient(registry.absolute_store(registry.tracking_uri())))
+        is not None
+    )
 
 
 def run_demo(pcap: Path | None, iface: str | None, log_dir: Path, seconds: float) -> None:
@@ -34,16 +37,34 @@ def run_demo(pcap: Path | None, iface: str | None, log_dir: Path, seconds: float
         subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=PROJECT, check=True)
     if pcap is None and iface is None:
         pcap = demo_capture(log_dir / "demo-input.pcap")
-        typer.echo(f"wrote demo capture {pcap} (HTTP and DNS sessions, a SYN port scan, a SYN flood)", err=True)
+        typer.echo(
+            f"wrote demo capture {pcap} (HTTP and DNS sessions, a SYN port scan, a SYN flood)",
+            err=True,
+        )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     typer.echo(f"starting the model server on {url}…", err=True)
     server = start_server(port)
     try:
         wait_ready(url, server)
-        agent = [sys.executable, "-m", "capture_agent.cli", "run", "--server", url, "--log-dir", str(log_dir), "--agent-id", "demo"]
+        agent = [
+            sys.executable,
+            "-m",
+            "capture_agent.cli",
+            "run",
+            "--server",
+            url,
+            "--log-dir",
+            str(log_dir),
+            "--agent-id",
+            "demo",
+        ]
         agent += ["--pcap", str(pcap)] if pcap else ["--iface", iface]
-        typer.echo("capture agent: " + (f"replaying {pcap}" if pcap else f"capturing on {iface} for {seconds:.0f} s"), err=True)
+        typer.echo(
+            "capture agent: "
+            + (f"replaying {pcap}" if pcap else f"capturing on {iface} for {seconds:.0f} s"),
+            err=True,
+        )
         proc = subprocess.Popen(agent, cwd=PROJECT)
         if iface:
             time.sleep(seconds)

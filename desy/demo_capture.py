@@ -27,32 +27,89 @@ def demo_capture(path: Path, seed: int = 7) -> Path:
     for i in range(20):  # normal web browsing and name lookups
         t, port = i * 3.0, 40000 + i
         c, s = Ether() / IP(src=CLIENT, dst=SERVER), Ether() / IP(src=SERVER, dst=CLIENT)
-        request = f"GET /page{i}.html HTTP/1.1\r\nHost: intranet\r\nUser-Agent: demo\r\n\r\n".encode()
+        request = (
+            f"GET /page{i}.html HTTP/1.1\r\nHost: intranet\r\nUser-Agent: demo\r\n\r\n".encode()
+        )
         response = b"HTTP/1.1 200 OK\r\nContent-Length: 1200\r\n\r\n" + b"x" * 1200
         add(c / TCP(sport=port, dport=80, flags="S", seq=100), t)
         add(s / TCP(sport=80, dport=port, flags="SA", seq=900, ack=101), t + 0.001)
         add(c / TCP(sport=port, dport=80, flags="A", seq=101, ack=901), t + 0.002)
         add(c / TCP(sport=port, dport=80, flags="PA", seq=101, ack=901) / request, t + 0.003)
-        add(s / TCP(sport=80, dport=port, flags="PA", seq=901, ack=101 + len(request)) / response, t + 0.02)
-        add(c / TCP(sport=port, dport=80, flags="FA", seq=101 + len(request), ack=901 + len(response)), t + 0.03)
-        add(s / TCP(sport=80, dport=port, flags="FA", seq=901 + len(response), ack=102 + len(request)), t + 0.031)
-        add(c / TCP(sport=port, dport=80, flags="A", seq=102 + len(request), ack=902 + len(response)), t + 0.032)
+        add(
+            s / TCP(sport=80, dport=port, flags="PA", seq=901, ack=101 + len(request)) / response,
+            t + 0.02,
+        )
+        add(
+            c
+            / TCP(
+                sport=port, dport=80, flags="FA", seq=101 + len(request), ack=901 + len(response)
+            ),
+            t + 0.03,
+        )
+        add(
+            s
+            / TCP(
+                sport=80, dport=port, flags="FA", seq=901 + len(response), ack=102 + len(request)
+            ),
+            t + 0.031,
+        )
+        add(
+            c
+            / TCP(sport=port, dport=80, flags="A", seq=102 + len(request), ack=902 + len(response)),
+            t + 0.032,
+        )
         name = f"host{i}.example."
-        add(Ether() / IP(src=CLIENT, dst=DNS) / UDP(sport=50000 + i, dport=53) / DNSLayer(id=i, qd=DNSQR(qname=name)), t + 0.5)
-        add(Ether() / IP(src=DNS, dst=CLIENT) / UDP(sport=53, dport=50000 + i)
-            / DNSLayer(id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata="192.168.10.9")), t + 0.51)
+        add(
+            Ether()
+            / IP(src=CLIENT, dst=DNS)
+            / UDP(sport=50000 + i, dport=53)
+            / DNSLayer(id=i, qd=DNSQR(qname=name)),
+            t + 0.5,
+        )
+        add(
+            Ether()
+            / IP(src=DNS, dst=CLIENT)
+            / UDP(sport=53, dport=50000 + i)
+            / DNSLayer(
+                id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata="192.168.10.9")
+            ),
+            t + 0.51,
+        )
     open_ports = {22, 80}
     for n, port in enumerate(range(1, 1025)):  # SYN port scan
         t = 70.0 + n * 0.001
-        add(Ether() / IP(src=SCANNER, dst=SERVER) / TCP(sport=61000, dport=port, flags="S", seq=7), t)
+        add(
+            Ether() / IP(src=SCANNER, dst=SERVER) / TCP(sport=61000, dport=port, flags="S", seq=7),
+            t,
+        )
         if port in open_ports:
-            add(Ether() / IP(src=SERVER, dst=SCANNER) / TCP(sport=port, dport=61000, flags="SA", seq=3, ack=8), t + 0.0002)
-            add(Ether() / IP(src=SCANNER, dst=SERVER) / TCP(sport=61000, dport=port, flags="R", seq=8), t + 0.0004)
+            add(
+                Ether()
+                / IP(src=SERVER, dst=SCANNER)
+                / TCP(sport=port, dport=61000, flags="SA", seq=3, ack=8),
+                t + 0.0002,
+            )
+            add(
+                Ether()
+                / IP(src=SCANNER, dst=SERVER)
+                / TCP(sport=61000, dport=port, flags="R", seq=8),
+                t + 0.0004,
+            )
         else:
-            add(Ether() / IP(src=SERVER, dst=SCANNER) / TCP(sport=port, dport=61000, flags="RA", seq=0, ack=8), t + 0.0002)
+            add(
+                Ether()
+                / IP(src=SERVER, dst=SCANNER)
+                / TCP(sport=port, dport=61000, flags="RA", seq=0, ack=8),
+                t + 0.0002,
+            )
     for n in range(3000):  # SYN flood from spoofed sources
         source = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        add(Ether() / IP(src=source, dst=SERVER) / TCP(sport=rng.randrange(1024, 65535), dport=80, flags="S"), 80.0 + n * 0.0005)
+        add(
+            Ether()
+            / IP(src=source, dst=SERVER)
+            / TCP(sport=rng.randrange(1024, 65535), dport=80, flags="S"),
+            80.0 + n * 0.0005,
+        )
     packets.sort(key=lambda p: p.time)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrpcap(str(path), packets)

@@ -72,13 +72,17 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
         self.classes: list[str] = list(meta["classes"])
         self.threshold: Threshold = meta["threshold"]
         self._proba_output = self.session.get_outputs()[1].name
 
     @classmethod
-    def from_dir(cls, directory: Path, meta_file: str, onnx_file: str, threads: int = 1) -> OnnxModel:
+    def from_dir(
+        cls, directory: Path, meta_file: str, onnx_file: str, threads: int = 1
+    ) -> OnnxModel:
         """Load model.onnx and its metadata JSON from one directory."""
         meta = json.loads((directory / meta_file).read_text())
         return cls(directory / onnx_file, meta, threads)

@@ -65,10 +65,11 @@ def model_columns(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return {name: [r[name] for r in records] for name in FEATURE_NAMES}
 
 
-def verdicts(is_attack: Sequence[bool], attack_probability: Sequence[float], category: Sequence[str]) -> list[Verdict]:
+def verdicts(
+    is_attack: Sequence[bool], attack_probability: Sequence[float], category: Sequence[str]
+) -> list[Verdict]:
     """Verdicts from the model's decisions, one per record in order."""
     return [
         {"label": "attack" if attack else "normal", "attack_probability": p, "category": c}
         for attack, p, c in zip(is_attack, attack_probability, category, strict=True)
     ]
-

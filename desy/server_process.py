@@ -24,8 +24,14 @@ def start_server(port: int) -> subprocess.Popen:
     """`desy serve` on the loopback interface, without a token, in a session of its own."""
     env = dict(os.environ)
     env.pop("DESY_API_TOKEN", None)
-    return subprocess.Popen([sys.executable, "-m", "desy.cli", "serve", "--port", str(port)], cwd=PROJECT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "desy.cli", "serve", "--port", str(port)],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:

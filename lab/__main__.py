@@ -16,22 +16,50 @@ from lab.runner import Plan, run_lab
 from lab.scenarios import SCENARIOS
 
 PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
-app = typer.Typer(help="DeSy traffic lab: real servers, clients and attack tools in network namespaces.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="DeSy traffic lab: real servers, clients and attack tools in network namespaces.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
 def run(
-    out: Annotated[Path | None, typer.Option(help="Labelled flow table (CSV); its manifest goes beside it as .json. [default: params.yaml lab.table]")] = None,
-    scenario: Annotated[list[str] | None, typer.Option("--scenario", "-s", help="Scenario to run (repeatable; default: all).")] = None,
-    runs: Annotated[int | None, typer.Option(help="Runs of each scenario; normal ones get twice as many. [default: params.yaml lab.runs]")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every run's parameters. [default: params.yaml lab.seed]")] = None,
-    max_attack_rows: Annotated[int | None, typer.Option(help="Attack connections kept per run at most (a uniform sample). [default: params.yaml lab.max_attack_rows]")] = None,
-    workdir: Annotated[Path | None, typer.Option(help="Where pcaps and per-run CSVs go (default: a temporary directory).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled flow table (CSV); its manifest goes beside it as .json. [default: params.yaml lab.table]"
+        ),
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", "-s", help="Scenario to run (repeatable; default: all)."),
+    ] = None,
+    runs: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs of each scenario; normal ones get twice as many. [default: params.yaml lab.runs]"
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of every run's parameters. [default: params.yaml lab.seed]"),
+    ] = None,
+    max_attack_rows: Annotated[
+        int | None,
+        typer.Option(
+            help="Attack connections kept per run at most (a uniform sample). [default: params.yaml lab.max_attack_rows]"
+        ),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Where pcaps and per-run CSVs go (default: a temporary directory)."),
+    ] = None,
 ) -> None:
     """Run the scenarios and write the labelled table."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop servers, remove namespaces
+    signal.signal(
+        signal.SIGTERM, lambda *_: sys.exit(143)
+    )  # unwind: stop servers, remove namespaces
     names = tuple(scenario or SCENARIOS)
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
@@ -40,14 +68,20 @@ def run(
     params = yaml.safe_load(PARAMS.read_text())["lab"]
     out = out or PARAMS.parent / params["table"]
     directory = workdir or Path(tempfile.mkdtemp(prefix="desy-lab-"))
-    plan = Plan(names, params["runs"] if runs is None else runs, params["seed"] if seed is None else seed,
-                params["max_attack_rows"] if max_attack_rows is None else max_attack_rows)
+    plan = Plan(
+        names,
+        params["runs"] if runs is None else runs,
+        params["seed"] if seed is None else seed,
+        params["max_attack_rows"] if max_attack_rows is None else max_attack_rows,
+    )
     try:
         counts = run_lab(plan, out, directory)
     except PermissionError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{out}: {sum(counts.values())} connections {counts}; pcaps in {directory}", err=True)
+    typer.echo(
+        f"{out}: {sum(counts.values())} connections {counts}; pcaps in {directory}", err=True
+    )
 
 
 @app.command("list")

@@ -85,7 +85,21 @@ class Lab:
         for index, host in enumerate(HOSTS):
             ns, peer = self.ns(host), f"p{index}"
             run("ip", "netns", "add", ns)
-            run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", self.switch)
+            run(
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+                "netns",
+                self.switch,
+            )
             run("ip", "-n", self.switch, "link", "set", peer, "master", "br0", "up")
             run("ip", "-n", ns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
             if host.ip6:
@@ -128,7 +142,9 @@ class Lab:
 
 
 def _kill_ns(ns: str) -> None:
-    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout.split()
+    pids = subprocess.run(
+        ["ip", "netns", "pids", ns], capture_output=True, text=True, check=False
+    ).stdout.split()
     for pid in pids:
         try:
             os.kill(int(pid), 9)

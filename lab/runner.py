@@ -39,8 +39,26 @@ def run_id(scenario: str, index: int) -> str:
 
 def capture(lab: Lab, pcap: Path) -> subprocess.Popen:
     """tcpdump on the lab bridge, started and ready."""
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.switch, "tcpdump", "-i", "br0", "-s", "0", "-B", "65536",
-                             "-U", "-w", str(pcap)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab.switch,
+            "tcpdump",
+            "-i",
+            "br0",
+            "-s",
+            "0",
+            "-B",
+            "65536",
+            "-U",
+            "-w",
+            str(pcap),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stderr.readline()
     if "listening" not in line:
         proc.kill()
@@ -58,11 +76,25 @@ def stop_capture(proc: subprocess.Popen) -> str:
 
 def extract(pcap: Path, out: Path) -> None:
     """The agent's own extraction, exactly as in production."""
-    subprocess.run([sys.executable, "-m", "capture_agent.cli", "extract", str(pcap), "--out", str(out), "--quiet"],
-                   check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "capture_agent.cli",
+            "extract",
+            str(pcap),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        check=True,
+        timeout=600,
+    )
 
 
-def play(lab: Lab, scenario: Scenario, index: int, seed: int, workdir: Path, max_attack_rows: int) -> tuple[list[dict], dict]:
+def play(
+    lab: Lab, scenario: Scenario, index: int, seed: int, workdir: Path, max_attack_rows: int
+) -> tuple[list[dict], dict]:
     """One run: capture, play, extract, label. Returns its rows and its manifest entry."""
     rid = run_id(scenario.name, index)
     rng = random.Random(f"{seed}/{rid}")
@@ -76,11 +108,23 @@ def play(lab: Lab, scenario: Scenario, index: int, seed: int, workdir: Path, max
     finally:
         stats = stop_capture(tcpdump)
     extract(pcap, stem.with_suffix(".csv"))
-    rows = table.label_rows(table.read_agent_csv(stem.with_suffix(".csv")), scenario.name, scenario.family, scenario.label, rid)
+    rows = table.label_rows(
+        table.read_agent_csv(stem.with_suffix(".csv")),
+        scenario.name,
+        scenario.family,
+        scenario.label,
+        rid,
+    )
     counts = Counter(row["category"] for row in rows)
     rows = table.cap_attacks(rows, max_attack_rows, random.Random(f"{seed}/{rid}/cap"))
-    entry = {"run": rid, "seconds": round(time.monotonic() - started, 1), "connections": dict(counts),
-             "kept": len(rows), "capture": stats, "commands": run.commands}
+    entry = {
+        "run": rid,
+        "seconds": round(time.monotonic() - started, 1),
+        "connections": dict(counts),
+        "kept": len(rows),
+        "capture": stats,
+        "commands": run.commands,
+    }
     log.info("%-22s %5.1f s  %s  kept %d", rid, entry["seconds"], dict(counts), len(rows))
     return rows, entry
 
@@ -93,17 +137,23 @@ def run_lab(plan: Plan, out: Path, workdir: Path) -> dict[str, int]:
     with Lab() as lab:
         # Servers drop privileges (nginx, Dovecot, vsftpd's users): their files need a directory
         # anyone can traverse, which a caller's workdir may not be.
-        servers = Servers(lab, Path(tempfile.mkdtemp(prefix="desy-lab-servers-")), plan.seed).start()
+        servers = Servers(
+            lab, Path(tempfile.mkdtemp(prefix="desy-lab-servers-")), plan.seed
+        ).start()
         try:
             for name in plan.scenarios:
                 scenario = SCENARIOS[name]
                 for index in range(plan.runs * (2 if scenario.family == "normal" else 1)):
-                    run_rows, entry = play(lab, scenario, index, plan.seed, workdir, plan.max_attack_rows)
+                    run_rows, entry = play(
+                        lab, scenario, index, plan.seed, workdir, plan.max_attack_rows
+                    )
                     rows += run_rows
                     manifest.append(entry)
         finally:
             servers.stop()
             shutil.rmtree(servers.dir, ignore_errors=True)
     table.write(rows, out)
-    out.with_suffix(".json").write_text(json.dumps({"seed": plan.seed, "runs": manifest}, indent=1) + "\n")
+    out.with_suffix(".json").write_text(
+        json.dumps({"seed": plan.seed, "runs": manifest}, indent=1) + "\n"
+    )
     return dict(Counter(row["category"] for row in rows))

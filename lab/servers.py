@@ -22,7 +22,17 @@ PAGE_SIZES = (512, 2_300, 7_800, 15_000, 48_000, 120_000, 350_000, 1_200_000)
 ASSETS = {"style.css": 3_400, "app.js": 21_000, "logo.png": 6_100, "favicon.ico": 1_150}
 #: Small JSON answers of the site's API (bytes), the traffic of scripts and single-page apps.
 API_SIZES = (90, 240, 700, 1_800)
-PORTS = {"http": 80, "https": 443, "ftp": 21, "ssh": 22, "telnet": 23, "pop3": 110, "imap": 143, "dns": 53, "ntp": 123}
+PORTS = {
+    "http": 80,
+    "https": 443,
+    "ftp": 21,
+    "ssh": 22,
+    "telnet": 23,
+    "pop3": 110,
+    "imap": 143,
+    "dns": 53,
+    "ntp": 123,
+}
 
 
 class Servers:
@@ -60,18 +70,24 @@ class Servers:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = run(*self.lab.cmd(SERVER, "ss", "-Htln")).stdout
-            listening = {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
+            listening = {
+                int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()
+            }
             if wanted <= listening:
                 return
             dead = [p.args for p in self.procs if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"lab server exited at start: {dead}; see {self.dir}/*.log")
             time.sleep(0.2)
-        raise RuntimeError(f"lab servers not listening on {sorted(wanted - listening)} after {timeout} s")
+        raise RuntimeError(
+            f"lab servers not listening on {sorted(wanted - listening)} after {timeout} s"
+        )
 
     def _spawn(self, host, *argv: str) -> None:
         log = (self.dir / f"{Path(argv[0]).name}-{host.name}.log").open("w")
-        self.procs.append(subprocess.Popen(self.lab.cmd(host, *argv), stdout=log, stderr=subprocess.STDOUT))
+        self.procs.append(
+            subprocess.Popen(self.lab.cmd(host, *argv), stdout=log, stderr=subprocess.STDOUT)
+        )
 
     def _write(self, name: str, text: str) -> Path:
         path = self.dir / name
@@ -90,7 +106,11 @@ class Servers:
             (home / "Maildir" / sub).mkdir(exist_ok=True)
         for i in range(3):
             (home / "Maildir" / "cur" / f"{i}.lab:2,S").write_bytes(
-                b"From: bob@lab.test\r\nSubject: weekly " + str(i).encode() + b"\r\n\r\n" + self._text(1500 + i * 4000))
+                b"From: bob@lab.test\r\nSubject: weekly "
+                + str(i).encode()
+                + b"\r\n\r\n"
+                + self._text(1500 + i * 4000)
+            )
         subprocess.run(["chown", "-R", "2001:2001", str(home.parent)], check=True)
         crypted = run("openssl", "passwd", "-6", PASSWORD).stdout.strip()
         passwd = Path("/etc/passwd").read_text() + f"{USER}:x:2001:2001:Lab User:{home}:/bin/bash\n"
@@ -103,11 +123,23 @@ class Servers:
         shutil.copytree("/etc/pam.d", pam, dirs_exist_ok=True)
         for name in ("login", "sshd"):
             path = pam / name
-            path.write_text(path.read_text().replace("required     pam_loginuid.so", "optional     pam_loginuid.so")
-                            .replace("required pam_loginuid.so", "optional pam_loginuid.so"))
+            path.write_text(
+                path.read_text()
+                .replace("required     pam_loginuid.so", "optional     pam_loginuid.so")
+                .replace("required pam_loginuid.so", "optional pam_loginuid.so")
+            )
 
     def _text(self, size: int) -> bytes:
-        words = [b"alpha", b"report", b"network", b"quarterly", b"server", b"update", b"meeting", b"data"]
+        words = [
+            b"alpha",
+            b"report",
+            b"network",
+            b"quarterly",
+            b"server",
+            b"update",
+            b"meeting",
+            b"data",
+        ]
         out = bytearray()
         while len(out) < size:
             out += self.rng.choice(words) + (b"\n" if self.rng.random() < 0.1 else b" ")
@@ -117,13 +149,16 @@ class Servers:
         site = self.dir / "www"
         (site / "admin").mkdir(parents=True, exist_ok=True)
         for size in PAGE_SIZES:
-            (site / f"page-{size}.html").write_bytes(b"<html><body>" + self._text(size) + b"</body></html>")
+            (site / f"page-{size}.html").write_bytes(
+                b"<html><body>" + self._text(size) + b"</body></html>"
+            )
         for name, size in ASSETS.items():
             (site / name).write_bytes(self._text(size))
         links = "".join(f'<a href="page-{size}.html">page {size}</a> ' for size in PAGE_SIZES[:4])
         (site / "index.html").write_text(
             '<html><head><link rel="stylesheet" href="style.css"><script src="app.js"></script>'
-            f'<link rel="icon" href="favicon.ico"></head><body><img src="logo.png">{links}</body></html>')
+            f'<link rel="icon" href="favicon.ico"></head><body><img src="logo.png">{links}</body></html>'
+        )
         (site / "api").mkdir(exist_ok=True)
         for size in API_SIZES:
             body = self._text(size - 12).decode().replace("\n", " ")
@@ -131,13 +166,29 @@ class Servers:
         (site / "admin" / "index.html").write_bytes(b"<html>admin</html>")
         crypted = run("openssl", "passwd", "-apr1", PASSWORD).stdout.strip()
         self._write("htpasswd", f"{USER}:{crypted}\n")
-        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=srv.lab.test",
-            "-keyout", str(self.dir / "tls.key"), "-out", str(self.dir / "tls.crt"))
+        run(
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=srv.lab.test",
+            "-keyout",
+            str(self.dir / "tls.key"),
+            "-out",
+            str(self.dir / "tls.crt"),
+        )
 
     def _nginx(self, host) -> None:
         prefix = self.dir / f"nginx-{host.name}"
         prefix.mkdir(exist_ok=True)
-        conf = self._write(f"nginx-{host.name}.conf", f"""
+        conf = self._write(
+            f"nginx-{host.name}.conf",
+            f"""
 user nobody nogroup;
 worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -161,12 +212,15 @@ http {{
         location /old/ {{ return 301 /index.html; }}
     }}
 }}
-""")
+""",
+        )
         self._spawn(host, "nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;")
 
     def _vsftpd(self) -> Path:
         Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
-        return self._write("vsftpd.conf", """listen=NO
+        return self._write(
+            "vsftpd.conf",
+            """listen=NO
 listen_ipv6=YES
 background=NO
 anonymous_enable=NO
@@ -178,14 +232,17 @@ secure_chroot_dir=/var/run/vsftpd/empty
 pasv_enable=YES
 pasv_min_port=40000
 pasv_max_port=40100
-""")
+""",
+        )
 
     def _sshd(self) -> Path:
         key = self.dir / "ssh_host_ed25519_key"
         if not key.exists():
             run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
         Path("/run/sshd").mkdir(exist_ok=True)
-        return self._write("sshd_config", f"""Port 22
+        return self._write(
+            "sshd_config",
+            f"""Port 22
 HostKey {key}
 PidFile {self.dir}/sshd.pid
 UsePAM yes
@@ -193,13 +250,23 @@ PasswordAuthentication yes
 KbdInteractiveAuthentication no
 PermitRootLogin no
 MaxStartups 100:30:200
-""")
+""",
+        )
 
     def _dnsmasq(self) -> Path:
-        hosts = self._write("dns-hosts", "".join(
-            f"{h.ip} {h.name}.lab.test\n" + (f"{h.ip6} {h.name}.lab.test\n" if h.ip6 else "") for h in BY_NAME.values()))
-        names = "".join(f"address=/{name}.lab.test/{SERVER.ip}\n" for name in ("www", "mail", "ftp", "intranet"))
-        return self._write("dnsmasq.conf", f"""port=53
+        hosts = self._write(
+            "dns-hosts",
+            "".join(
+                f"{h.ip} {h.name}.lab.test\n" + (f"{h.ip6} {h.name}.lab.test\n" if h.ip6 else "")
+                for h in BY_NAME.values()
+            ),
+        )
+        names = "".join(
+            f"address=/{name}.lab.test/{SERVER.ip}\n" for name in ("www", "mail", "ftp", "intranet")
+        )
+        return self._write(
+            "dnsmasq.conf",
+            f"""port=53
 user=root
 bind-interfaces
 interface=eth0
@@ -208,13 +275,18 @@ no-hosts
 addn-hosts={hosts}
 pid-file={self.dir}/dnsmasq.pid
 mx-host=lab.test,mail.lab.test,10
-{names}""")
+{names}""",
+        )
 
     def _dovecot(self) -> Path:
         crypted = run("openssl", "passwd", "-6", PASSWORD).stdout.strip()
-        users = self._write("dovecot-users", f"{USER}:{{SHA512-CRYPT}}{crypted}:2001:2001::{self.dir}/home/{USER}\n")
+        users = self._write(
+            "dovecot-users", f"{USER}:{{SHA512-CRYPT}}{crypted}:2001:2001::{self.dir}/home/{USER}\n"
+        )
         (self.dir / "dovecot-run").mkdir(exist_ok=True)
-        return self._write("dovecot.conf", f"""protocols = pop3 imap
+        return self._write(
+            "dovecot.conf",
+            f"""protocols = pop3 imap
 listen = *, ::
 base_dir = {self.dir}/dovecot-run
 ssl = no
@@ -231,14 +303,20 @@ userdb {{
   driver = passwd-file
   args = {users}
 }}
-""")
+""",
+        )
 
     def _inetd(self) -> Path:
-        return self._write("inetd.conf", "telnet stream tcp nowait root /usr/sbin/telnetd telnetd\n")
+        return self._write(
+            "inetd.conf", "telnet stream tcp nowait root /usr/sbin/telnetd telnetd\n"
+        )
 
     def _chrony(self) -> Path:
-        return self._write("chrony.conf", f"""allow all
+        return self._write(
+            "chrony.conf",
+            f"""allow all
 local stratum 8
 pidfile {self.dir}/chronyd.pid
 cmdport 0
-""")
+""",
+        )

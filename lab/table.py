@@ -20,7 +20,16 @@ from desy.schema import DIFFICULTY, FEATURE_NAMES, LABEL, category_of
 from lab.network import ATTACKER, BENIGN_ADDRESSES
 
 #: Columns of the labelled table, in order.
-COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, LABEL, DIFFICULTY, "category", "scenario", "family", "run", *ENDPOINT_FIELDS)
+COLUMNS: tuple[str, ...] = (
+    *FEATURE_NAMES,
+    LABEL,
+    DIFFICULTY,
+    "category",
+    "scenario",
+    "family",
+    "run",
+    *ENDPOINT_FIELDS,
+)
 #: Lab rows are not graded by a panel of learners as NSL-KDD's were: difficulty 0 says so.
 UNGRADED = 0
 
@@ -32,13 +41,24 @@ def is_attack(src_ip: str, dst_ip: str) -> bool:
     return ":" not in src_ip and src_ip not in BENIGN_ADDRESSES
 
 
-def label_rows(rows: Iterable[dict[str, str]], scenario: str, family: str, label: str, run: str) -> list[dict[str, str]]:
+def label_rows(
+    rows: Iterable[dict[str, str]], scenario: str, family: str, label: str, run: str
+) -> list[dict[str, str]]:
     """The agent's CSV rows with label, category and provenance columns added."""
     labelled = []
     for row in rows:
         name = label if is_attack(row["src_ip"], row["dst_ip"]) else "normal"
-        labelled.append(row | {LABEL: name, DIFFICULTY: str(UNGRADED), "category": category_of(name),
-                               "scenario": scenario, "family": family, "run": run})
+        labelled.append(
+            row
+            | {
+                LABEL: name,
+                DIFFICULTY: str(UNGRADED),
+                "category": category_of(name),
+                "scenario": scenario,
+                "family": family,
+                "run": run,
+            }
+        )
     return labelled
 
 

@@ -84,7 +84,9 @@ def by_family(frame: pd.DataFrame, result: Decisions) -> dict[str, dict[str, flo
     return out
 
 
-def evaluate(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> tuple[dict[str, Any], dict[str, Decisions]]:
+def evaluate(
+    pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]
+) -> tuple[dict[str, Any], dict[str, Decisions]]:
     """Metrics at the chosen thresholds, plus accuracy at 0.5 to show what they buy."""
     metrics: dict[str, Any] = {}
     results: dict[str, Decisions] = {}
@@ -97,37 +99,65 @@ def evaluate(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.Data
         metrics[name]["at_threshold_0_5"] = {
             key: score(frame, default)[key] for key in ("accuracy", "recall", "false_alarm_rate")
         }
-        log.info("%s: accuracy %.4f f1 %.4f (at 0.5: accuracy %.4f)", name, metrics[name]["accuracy"],
-                 metrics[name]["f1"], metrics[name]["at_threshold_0_5"]["accuracy"])
+        log.info(
+            "%s: accuracy %.4f f1 %.4f (at 0.5: accuracy %.4f)",
+            name,
+            metrics[name]["accuracy"],
+            metrics[name]["f1"],
+            metrics[name]["at_threshold_0_5"]["accuracy"],
+        )
     metrics["threshold"] = meta["threshold"]
     return metrics, results
 
 
-def budget_table(pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+def budget_table(
+    pipeline: Pipeline, meta: dict[str, Any], tables: dict[str, pd.DataFrame]
+) -> list[dict[str, Any]]:
     """For each budget of the training sweep: its threshold (chosen on validation) and what it
     gives on every test set (false alarms, detection, accuracy, attack category accuracy)."""
     rows = []
-    probabilities = {name: pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]) for name, frame in tables.items()}
+    probabilities = {
+        name: pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)])
+        for name, frame in tables.items()
+    }
     for budget, point in meta["budget_sweep"].items():
         threshold = point["threshold"]
-        row: dict[str, Any] = {"budget": float(budget), "threshold": {c: round(t, 4) for c, t in threshold.items()}}
+        row: dict[str, Any] = {
+            "budget": float(budget),
+            "threshold": {c: round(t, 4) for c, t in threshold.items()},
+        }
         for name, frame in tables.items():
             metrics = score(frame, decide(probabilities[name], meta["classes"], threshold))
-            for key in ("false_alarm_rate", "detection_rate", "accuracy", "attack_category_accuracy"):
+            for key in (
+                "false_alarm_rate",
+                "detection_rate",
+                "accuracy",
+                "attack_category_accuracy",
+            ):
                 row[f"{name}.{key}"] = metrics[key]
         rows.append(row)
     return rows
 
 
-def write_plots(pipeline: Pipeline, tables: dict[str, pd.DataFrame], results: dict[str, Decisions], plots: Path, figures: Path) -> None:
+def write_plots(
+    pipeline: Pipeline,
+    tables: dict[str, pd.DataFrame],
+    results: dict[str, Decisions],
+    plots: Path,
+    figures: Path,
+) -> None:
     """Confusion matrices, ROC curves and feature importances as DVC data and PNGs."""
     plots.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         result = results[name]
-        pd.DataFrame({"actual": frame["category"], "predicted": result.category}).to_csv(plots / f"confusion_{name}.csv", index=False)
+        pd.DataFrame({"actual": frame["category"], "predicted": result.category}).to_csv(
+            plots / f"confusion_{name}.csv", index=False
+        )
         fpr, tpr, _ = skm.roc_curve(frame["is_attack"], result.attack_probability)
-        pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6).to_csv(plots / f"roc_{name}.csv", index=False)
+        pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6).to_csv(
+            plots / f"roc_{name}.csv", index=False
+        )
         _confusion_png(frame["category"], result.category, figures / f"confusion_{name}.png", name)
         _roc_png(fpr, tpr, figures / f"roc_{name}.png", name)
     importances = _importances(pipeline)
@@ -142,7 +172,11 @@ def _importances(pipeline: Pipeline) -> pd.DataFrame:
     totals = dict.fromkeys(schema.FEATURE_NAMES, 0.0)
     for encoded, value in zip(names, raw):
         column = encoded.split("__", 1)[1]
-        feature = next(f for f in schema.CATEGORICAL_FEATURES if column.startswith(f + "_")) if encoded.startswith("categorical__") else column
+        feature = (
+            next(f for f in schema.CATEGORICAL_FEATURES if column.startswith(f + "_"))
+            if encoded.startswith("categorical__")
+            else column
+        )
         totals[feature] += float(value)
     frame = pd.DataFrame({"feature": list(totals), "importance": list(totals.values())})
     return frame.sort_values("importance", ascending=False).round(6).reset_index(drop=True)
@@ -151,7 +185,9 @@ def _importances(pipeline: Pipeline) -> pd.DataFrame:
 def _confusion_png(actual: pd.Series, predicted: np.ndarray, path: Path, title: str) -> None:
     matrix = skm.confusion_matrix(actual, predicted, labels=list(schema.CATEGORIES))
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    skm.ConfusionMatrixDisplay(matrix, display_labels=list(schema.CATEGORIES)).plot(ax=ax, colorbar=False, values_format="d")
+    skm.ConfusionMatrixDisplay(matrix, display_labels=list(schema.CATEGORIES)).plot(
+        ax=ax, colorbar=False, values_format="d"
+    )
     ax.set_title(f"Confusion matrix, {title}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -186,7 +222,9 @@ def main() -> None:
     metrics, results = evaluate(pipeline, meta, tables)
     config.METRICS_FILE.parent.mkdir(parents=True, exist_ok=True)
     config.METRICS_FILE.write_text(json.dumps(metrics, indent=2) + "\n")
-    (config.REPORTS / "budgets.json").write_text(json.dumps(budget_table(pipeline, meta, tables), indent=1) + "\n")
+    (config.REPORTS / "budgets.json").write_text(
+        json.dumps(budget_table(pipeline, meta, tables), indent=1) + "\n"
+    )
     write_plots(pipeline, tables, results, config.PLOTS, config.FIGURES)
 
 

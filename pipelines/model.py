@@ -22,7 +22,9 @@ def build_pipeline(params: dict[str, Any]) -> Pipeline:
             (
                 "categorical",
                 OneHotEncoder(
-                    categories=[list(schema.CATEGORICAL[name]) for name in schema.CATEGORICAL_FEATURES],
+                    categories=[
+                        list(schema.CATEGORICAL[name]) for name in schema.CATEGORICAL_FEATURES
+                    ],
                     handle_unknown="ignore",
                     sparse_output=False,
                 ),
@@ -61,11 +63,15 @@ def choose_threshold(normal_scores: np.ndarray, budget: float, floor: float = 0.
     top = max((distinct[-1] + 1.0) / 2, np.nextafter(distinct[-1], np.inf))
     above = np.append((distinct[:-1] + distinct[1:]) / 2, top) + OFF_GRID
     false_alarms = len(scores) - np.searchsorted(scores, distinct, side="right")
-    allowed = np.flatnonzero((false_alarms <= np.floor(budget * len(scores) + 1e-9)) & (above >= floor))
+    allowed = np.flatnonzero(
+        (false_alarms <= np.floor(budget * len(scores) + 1e-9)) & (above >= floor)
+    )
     return float(above[allowed[0]]) if len(allowed) else float(top)
 
 
-def category_thresholds(scores: np.ndarray, candidates: np.ndarray, budget: float, floor: float) -> dict[str, float]:
+def category_thresholds(
+    scores: np.ndarray, candidates: np.ndarray, budget: float, floor: float
+) -> dict[str, float]:
     """Per attack category, the lowest threshold (at least floor) whose alerts on these normal
     records, counting only those whose candidate category it is, stay within budget of them all."""
     thresholds = {}
@@ -81,7 +87,12 @@ def to_onnx(pipeline: Pipeline) -> bytes:
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     inputs = [
-        (name, StringTensorType([None, 1]) if name in schema.CATEGORICAL else FloatTensorType([None, 1]))
+        (
+            name,
+            StringTensorType([None, 1])
+            if name in schema.CATEGORICAL
+            else FloatTensorType([None, 1]),
+        )
         for name in schema.FEATURE_NAMES
     ]
     forest = pipeline.named_steps["forest"]

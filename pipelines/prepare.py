@@ -32,7 +32,9 @@ def labelled(raw: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def split_train(frame: pd.DataFrame, validation_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_train(
+    frame: pd.DataFrame, validation_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified (by label category) split of KDDTrain+ into train and validation."""
     train, validation = train_test_split(
         frame, test_size=validation_size, random_state=seed, stratify=frame["category"]
@@ -54,7 +56,9 @@ def flows(paths: list[Path]) -> pd.DataFrame:
         raw = pd.read_csv(path, low_memory=False)
         missing = [c for c in (*schema.FEATURE_NAMES, schema.LABEL) if c not in raw.columns]
         if missing:
-            raise FlowTableError(f"{path}: missing columns {missing}; see site/README.md for the format")
+            raise FlowTableError(
+                f"{path}: missing columns {missing}; see site/README.md for the format"
+            )
         try:
             frame = labelled(raw.assign(**{schema.DIFFICULTY: raw.get(schema.DIFFICULTY, 0)}))
         except (KeyError, ValueError) as err:  # an unknown label, a value of the wrong type
@@ -75,7 +79,9 @@ def held_out(runs: int, share: float) -> int:
     return max(1, round(share * runs)) if runs >= 3 else int(runs == 2 and share > 0)
 
 
-def split_runs(frame: pd.DataFrame, validation_share: float, test_share: float, seed: int) -> dict[str, pd.DataFrame]:
+def split_runs(
+    frame: pd.DataFrame, validation_share: float, test_share: float, seed: int
+) -> dict[str, pd.DataFrame]:
     """Whole runs of each scenario to lab_test, lab_validation and lab_train (a seeded order).
 
     A scenario of two runs gives one to test and one to training; of one run, it only trains.
@@ -88,8 +94,8 @@ def split_runs(frame: pd.DataFrame, validation_share: float, test_share: float, 
         test = held_out(len(runs), test_share)
         validation = held_out(len(runs), validation_share) if len(runs) >= 3 else 0
         assignment.update(dict.fromkeys(runs[:test], "lab_test"))
-        assignment.update(dict.fromkeys(runs[test:test + validation], "lab_validation"))
-        assignment.update(dict.fromkeys(runs[test + validation:], "lab_train"))
+        assignment.update(dict.fromkeys(runs[test : test + validation], "lab_validation"))
+        assignment.update(dict.fromkeys(runs[test + validation :], "lab_train"))
     split = frame["run"].map(assignment)
     return {name: frame[split == name].reset_index(drop=True) for name in config.LAB_SPLITS}
 
@@ -99,15 +105,21 @@ def prepare(params: dict, out_dir: Path) -> dict[str, int]:
     files = params["data"]["files"]
     source = config.data_dir(params)
     full_train = labelled(read_raw(source / files["train"]))
-    train, validation = split_train(full_train, params["prepare"]["validation_size"], params["prepare"]["seed"])
+    train, validation = split_train(
+        full_train, params["prepare"]["validation_size"], params["prepare"]["seed"]
+    )
     lab_flows = flows(config.flow_tables(params))
     tables = {
         "train": train,
         "validation": validation,
         "kddtest_plus": labelled(read_raw(source / files["kddtest_plus"])),
         "kddtest_21": labelled(read_raw(source / files["kddtest_21"])),
-        **split_runs(lab_flows, params["prepare"]["lab_validation_share"], params["prepare"]["lab_test_share"],
-                     params["prepare"]["seed"]),
+        **split_runs(
+            lab_flows,
+            params["prepare"]["lab_validation_share"],
+            params["prepare"]["lab_test_share"],
+            params["prepare"]["seed"],
+        ),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():

@@ -56,18 +56,24 @@ class GateDecision:
     champion_metrics: dict[str, float] | None
 
 
-def check_parity(pipeline: Pipeline, meta: dict[str, Any], onnx_dir: Path, frame: pd.DataFrame) -> int:
+def check_parity(
+    pipeline: Pipeline, meta: dict[str, Any], onnx_dir: Path, frame: pd.DataFrame
+) -> int:
     """Compare sklearn and ONNX on frame: predicted category and verdict must match on every row."""
     features = frame[list(schema.FEATURE_NAMES)]
     sk_proba = pipeline.predict_proba(features)
-    onnx_proba = OnnxModel.from_dir(onnx_dir, META_FILE, ONNX_FILE).predict_proba({c: features[c].to_numpy() for c in features})
+    onnx_proba = OnnxModel.from_dir(onnx_dir, META_FILE, ONNX_FILE).predict_proba(
+        {c: features[c].to_numpy() for c in features}
+    )
     classes = meta["classes"]
     label_mismatch = int((sk_proba.argmax(axis=1) != onnx_proba.argmax(axis=1)).sum())
     sk_verdict = decide(sk_proba, classes, meta["threshold"])
     onnx_verdict = decide(onnx_proba, classes, meta["threshold"])
     verdict_mismatch = int((sk_verdict.is_attack != onnx_verdict.is_attack).sum())
     if label_mismatch or verdict_mismatch:
-        raise ParityError(f"ONNX disagrees with sklearn on {label_mismatch} labels and {verdict_mismatch} verdicts of {len(frame)}")
+        raise ParityError(
+            f"ONNX disagrees with sklearn on {label_mismatch} labels and {verdict_mismatch} verdicts of {len(frame)}"
+        )
     log.info("ONNX parity: labels and verdicts identical on all %d rows", len(frame))
     return len(frame)
 
@@ -94,7 +100,9 @@ def metric_value(metrics: dict[str, Any], dotted: str) -> float:
     return float(node)
 
 
-def gate_reasons(new: dict[str, float], champion: dict[str, float] | None, rules: dict[str, float]) -> list[str]:
+def gate_reasons(
+    new: dict[str, float], champion: dict[str, float] | None, rules: dict[str, float]
+) -> list[str]:
     """Why the new version must not take champion (empty: it may)."""
     reasons = []
     floor = rules["min_kddtest_plus_accuracy"]
@@ -103,9 +111,13 @@ def gate_reasons(new: dict[str, float], champion: dict[str, float] | None, rules
     if champion:
         tolerance = rules["tolerance"]
         if new["lab.false_alarm_rate"] > champion["lab.false_alarm_rate"] + tolerance:
-            reasons.append(f"lab false alarms {new['lab.false_alarm_rate']:.4f} > champion's {champion['lab.false_alarm_rate']:.4f}")
+            reasons.append(
+                f"lab false alarms {new['lab.false_alarm_rate']:.4f} > champion's {champion['lab.false_alarm_rate']:.4f}"
+            )
         if new["lab.detection_rate"] < champion["lab.detection_rate"] - tolerance:
-            reasons.append(f"lab detection {new['lab.detection_rate']:.4f} < champion's {champion['lab.detection_rate']:.4f}")
+            reasons.append(
+                f"lab detection {new['lab.detection_rate']:.4f} < champion's {champion['lab.detection_rate']:.4f}"
+            )
     return reasons
 
 
@@ -113,13 +125,20 @@ def champion_gate_metrics(version: str, tests: dict[str, pd.DataFrame]) -> dict[
     """The gate metrics of a registered version on these test sets ("lab", "kddtest_plus")."""
     directory = Path(mlflow.artifacts.download_artifacts(artifact_uri=registry.model_uri(version)))
     model = OnnxModel.from_dir(directory, META_FILE, ONNX_FILE)
-    scores = {name: score(frame, model.classify({n: frame[n].tolist() for n in schema.FEATURE_NAMES}))
-              for name, frame in tests.items()}
+    scores = {
+        name: score(frame, model.classify({n: frame[n].tolist() for n in schema.FEATURE_NAMES}))
+        for name, frame in tests.items()
+    }
     return {name: metric_value(scores, name) for name in GATE_METRICS}
 
 
-def gate(client: MlflowClient, version: str, new: dict[str, float], rules: dict[str, float],
-         tests: dict[str, pd.DataFrame]) -> GateDecision:
+def gate(
+    client: MlflowClient,
+    version: str,
+    new: dict[str, float],
+    rules: dict[str, float],
+    tests: dict[str, pd.DataFrame],
+) -> GateDecision:
     """Move the champion alias to version if gate_reasons finds nothing against it, the champion
     scored on the same test sets."""
     champion = registry.champion(client)
@@ -134,13 +153,25 @@ def gate(client: MlflowClient, version: str, new: dict[str, float], rules: dict[
         reason = f"keeps lab false alarms and detection of champion v{champion.version} (on the same test runs) and KDDTest+ accuracy"
     if promoted:
         registry.promote(client, version)
-    return GateDecision(version=version, promoted=promoted, reason=reason, metrics=new,
-                        champion_version=champion.version if champion else None, champion_metrics=known)
+    return GateDecision(
+        version=version,
+        promoted=promoted,
+        reason=reason,
+        metrics=new,
+        champion_version=champion.version if champion else None,
+        champion_metrics=known,
+    )
 
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=config.ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -148,7 +179,9 @@ def _git_commit() -> str:
 
 def _data_hash() -> str:
     dvc_file = config.ROOT / "data.dvc"
-    return yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"] if dvc_file.is_file() else "unknown"
+    return (
+        yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"] if dvc_file.is_file() else "unknown"
+    )
 
 
 def _experiment_id() -> str:
@@ -170,12 +203,23 @@ def log_datasets(datasets: dict[str, tuple[pd.DataFrame, str]]) -> None:
     """Log each table the run used (name -> (frame, context)) as an MLflow dataset input."""
     for name, (frame, context) in datasets.items():
         source = f"artifacts/prepared/{name}.parquet"
-        mlflow.log_input(mlflow.data.from_pandas(frame, source=source, targets="category", name=name), context=context)
+        mlflow.log_input(
+            mlflow.data.from_pandas(frame, source=source, targets="category", name=name),
+            context=context,
+        )
 
 
-def register(pipeline: Pipeline, meta: dict[str, Any], model_dir: Path, metrics: dict[str, Any], params: dict[str, Any],
-             example: pd.DataFrame, tests: dict[str, pd.DataFrame], artifacts: list[Path] = (),
-             datasets: dict[str, tuple[pd.DataFrame, str]] | None = None) -> GateDecision:
+def register(
+    pipeline: Pipeline,
+    meta: dict[str, Any],
+    model_dir: Path,
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+    example: pd.DataFrame,
+    tests: dict[str, pd.DataFrame],
+    artifacts: list[Path] = (),
+    datasets: dict[str, tuple[pd.DataFrame, str]] | None = None,
+) -> GateDecision:
     """Log a run with the model, register a version and apply the champion gate."""
     uri = registry.tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -185,29 +229,54 @@ def register(pipeline: Pipeline, meta: dict[str, Any], model_dir: Path, metrics:
     commit = _git_commit()
     with mlflow.start_run(experiment_id=_experiment_id(), run_name=run_name(params, commit)) as run:
         mlflow.set_tags({"git_commit": commit, "dvc_data_md5": _data_hash()})
-        mlflow.log_params({f"{stage}.{k}": v for stage in ("prepare", "train") for k, v in params[stage].items()})
-        mlflow.log_params({f"threshold.{category}": value for category, value in meta["threshold"].items()})
+        mlflow.log_params(
+            {f"{stage}.{k}": v for stage in ("prepare", "train") for k, v in params[stage].items()}
+        )
+        mlflow.log_params(
+            {f"threshold.{category}": value for category, value in meta["threshold"].items()}
+        )
         log_datasets(datasets or {})
-        validation = {f"validation_{name}": value for name, value in flat_metrics(meta["validation"]).items()}
+        validation = {
+            f"validation_{name}": value for name, value in flat_metrics(meta["validation"]).items()
+        }
         mlflow.log_metrics(flat_metrics(metrics) | validation)
         for path in artifacts:
             if path.is_file():
                 mlflow.log_artifact(str(path), artifact_path="reports")
         features = example[list(schema.FEATURE_NAMES)]
         info = mlflow.sklearn.log_model(
-            sk_model=pipeline, name="model", signature=infer_signature(features, pipeline.predict_proba(features)),
-            input_example=features.head(5), skops_trusted_types=["sklearn.tree._tree.Tree"], metadata={"threshold": meta["threshold"], "classes": meta["classes"]},
+            sk_model=pipeline,
+            name="model",
+            signature=infer_signature(features, pipeline.predict_proba(features)),
+            input_example=features.head(5),
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+            metadata={"threshold": meta["threshold"], "classes": meta["classes"]},
         )
         for name in (ONNX_FILE, META_FILE):
             client.log_model_artifact(info.model_id, str(model_dir / name))
         version = mlflow.register_model(info.model_uri, MODEL_NAME).version
         for name, value in new.items():
             client.set_model_version_tag(MODEL_NAME, version, f"metric.{name}", str(value))
-        client.set_model_version_tag(MODEL_NAME, version, "threshold", json.dumps(meta["threshold"]))
+        client.set_model_version_tag(
+            MODEL_NAME, version, "threshold", json.dumps(meta["threshold"])
+        )
         decision = gate(client, str(version), new, params["register"], tests)
-        mlflow.set_tags({"champion_gate": "promoted" if decision.promoted else "kept", "champion_gate_reason": decision.reason})
+        mlflow.set_tags(
+            {
+                "champion_gate": "promoted" if decision.promoted else "kept",
+                "champion_gate_reason": decision.reason,
+            }
+        )
     verb = "takes" if decision.promoted else "does not take"
-    log.info("run %s registered %s v%s; it %s alias %r: %s", run.info.run_id, MODEL_NAME, version, verb, CHAMPION_ALIAS, decision.reason)
+    log.info(
+        "run %s registered %s v%s; it %s alias %r: %s",
+        run.info.run_id,
+        MODEL_NAME,
+        version,
+        verb,
+        CHAMPION_ALIAS,
+        decision.reason,
+    )
     return decision
 
 
@@ -219,13 +288,30 @@ def main() -> None:
     check_parity(pipeline, meta, config.MODEL_DIR, kddtest_plus)
     metrics = json.loads(config.METRICS_FILE.read_text())
     figures = sorted(config.FIGURES.glob("*.png"))
-    contexts = {"train": "training", "lab_train": "training", "validation": "validation",
-                "lab_validation": "validation", "kddtest_plus": "test", "kddtest_21": "test", "lab_test": "test"}
-    datasets = {name: (kddtest_plus if name == "kddtest_plus" else load(name), context) for name, context in contexts.items()}
+    contexts = {
+        "train": "training",
+        "lab_train": "training",
+        "validation": "validation",
+        "lab_validation": "validation",
+        "kddtest_plus": "test",
+        "kddtest_21": "test",
+        "lab_test": "test",
+    }
+    datasets = {
+        name: (kddtest_plus if name == "kddtest_plus" else load(name), context)
+        for name, context in contexts.items()
+    }
     tests = {"lab": datasets["lab_test"][0], "kddtest_plus": kddtest_plus}
     decision = register(
-        pipeline, meta, config.MODEL_DIR, metrics, params, kddtest_plus.sample(5, random_state=0), tests,
-        [*figures, config.METRICS_FILE, config.VALIDATION_FILE, config.MODEL_DIR / META_FILE], datasets,
+        pipeline,
+        meta,
+        config.MODEL_DIR,
+        metrics,
+        params,
+        kddtest_plus.sample(5, random_state=0),
+        tests,
+        [*figures, config.METRICS_FILE, config.VALIDATION_FILE, config.MODEL_DIR / META_FILE],
+        datasets,
     )
     config.REGISTRY_FILE.write_text(json.dumps(asdict(decision), indent=2) + "\n")
 

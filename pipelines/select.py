@@ -21,14 +21,30 @@ def compare(parameter: str, values: list[str]) -> None:
     params = config.load_params()["train"]
     tables = {name: load(name) for name in ("train", "validation", "lab_train", "lab_validation")}
     for value in values:
-        _, meta = train(tables["train"], tables["validation"], params | {parameter: yaml.safe_load(value)},
-                        tables["lab_train"], tables["lab_validation"])
+        _, meta = train(
+            tables["train"],
+            tables["validation"],
+            params | {parameter: yaml.safe_load(value)},
+            tables["lab_train"],
+            tables["lab_validation"],
+        )
         kdd, lab = meta["validation"]["kdd"], meta["validation"]["lab"]
-        row = {parameter: value, **{f"threshold.{c}": round(t, 3) for c, t in meta["threshold"].items()},
-               "kdd.false_alarm_rate": kdd["false_alarm_rate"], "kdd.detection_rate": kdd["detection_rate"],
-               "lab.false_alarm_rate": lab["false_alarm_rate"], "lab.detection_rate": lab["detection_rate"],
-               **{f"lab.{family}.false_alarm_rate": rate for family, rate in lab["false_alarm_rate_by_family"].items()}}
-        print("  ".join(f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
+        row = {
+            parameter: value,
+            **{f"threshold.{c}": round(t, 3) for c, t in meta["threshold"].items()},
+            "kdd.false_alarm_rate": kdd["false_alarm_rate"],
+            "kdd.detection_rate": kdd["detection_rate"],
+            "lab.false_alarm_rate": lab["false_alarm_rate"],
+            "lab.detection_rate": lab["detection_rate"],
+            **{
+                f"lab.{family}.false_alarm_rate": rate
+                for family, rate in lab["false_alarm_rate_by_family"].items()
+            },
+        }
+        print(
+            "  ".join(f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in row.items()),
+            flush=True,
+        )
 
 
 def main() -> None:

@@ -42,11 +42,17 @@ def candidates(pipeline: Pipeline, frame: pd.DataFrame) -> Decisions:
 
 def flags(found: Decisions, threshold: Threshold) -> np.ndarray:
     """Which records with known candidates a threshold (one, or one per category) flags."""
-    cut = np.asarray([threshold[c] for c in found.category]) if isinstance(threshold, dict) else threshold
+    cut = (
+        np.asarray([threshold[c] for c in found.category])
+        if isinstance(threshold, dict)
+        else threshold
+    )
     return found.attack_probability >= cut
 
 
-def operating_point(found: Decisions, is_attack: np.ndarray, threshold: Threshold) -> dict[str, float]:
+def operating_point(
+    found: Decisions, is_attack: np.ndarray, threshold: Threshold
+) -> dict[str, float]:
     """False-alarm and detection rates of a threshold on records with known candidates."""
     flagged = flags(found, threshold)
     return {
@@ -59,17 +65,27 @@ def fit(pipeline: Pipeline, kdd: pd.DataFrame, lab: pd.DataFrame, lab_weight: fl
     """Fit on KDD rows (weight 1) and lab rows (weight lab_weight) together."""
     frame = pd.concat([kdd, lab], ignore_index=True)
     weights = np.concatenate([np.ones(len(kdd)), np.full(len(lab), float(lab_weight))])
-    return pipeline.fit(frame[list(schema.FEATURE_NAMES)], frame["category"], forest__sample_weight=weights)
+    return pipeline.fit(
+        frame[list(schema.FEATURE_NAMES)], frame["category"], forest__sample_weight=weights
+    )
 
 
-def threshold_for(budgets: dict[str, float], found: dict[str, Decisions], frames: dict[str, pd.DataFrame],
-                  floor: float) -> dict[str, float]:
+def threshold_for(
+    budgets: dict[str, float],
+    found: dict[str, Decisions],
+    frames: dict[str, pd.DataFrame],
+    floor: float,
+) -> dict[str, float]:
     """Per attack category, the lowest threshold keeping every validation set's normal false
     alarms of that category within the set's budget."""
     per_set = []
     for name, budget in budgets.items():
         normal = frames[name]["is_attack"].to_numpy() == 0
-        per_set.append(category_thresholds(found[name].attack_probability[normal], found[name].category[normal], budget, floor))
+        per_set.append(
+            category_thresholds(
+                found[name].attack_probability[normal], found[name].category[normal], budget, floor
+            )
+        )
     return {category: max(t[category] for t in per_set) for category in per_set[0]}
 
 
@@ -78,23 +94,37 @@ def out_of_fold(kdd: pd.DataFrame, lab: pd.DataFrame, params: dict[str, Any]) ->
     `threshold_folds` folds, each scored by a model fitted on KDD and the other folds."""
     runs = np.asarray(sorted(lab["run"].unique()))
     np.random.default_rng(params["seed"]).shuffle(runs)
-    fold = lab["run"].map(dict(zip(runs, np.arange(len(runs)) % params["threshold_folds"]))).to_numpy()
+    fold = (
+        lab["run"].map(dict(zip(runs, np.arange(len(runs)) % params["threshold_folds"]))).to_numpy()
+    )
     probability, category = np.zeros(len(lab)), np.empty(len(lab), dtype=object)
     for k in range(params["threshold_folds"]):
         held = fold == k
-        found = candidates(fit(build_pipeline(params), kdd, lab[~held], params["lab_weight"]), lab[held])
+        found = candidates(
+            fit(build_pipeline(params), kdd, lab[~held], params["lab_weight"]), lab[held]
+        )
         probability[held], category[held] = found.attack_probability, found.category
     return Decisions(probability >= 0, probability, category)
 
 
-def family_false_alarms(found: Decisions, frame: pd.DataFrame, threshold: Threshold) -> dict[str, float]:
+def family_false_alarms(
+    found: Decisions, frame: pd.DataFrame, threshold: Threshold
+) -> dict[str, float]:
     """False-alarm rate on each scenario family's normal records."""
     flagged = pd.Series(flags(found, threshold))[frame["is_attack"].to_numpy() == 0]
-    return {str(k): round(float(v), 6) for k, v in flagged.groupby(frame["family"].to_numpy()[flagged.index]).mean().items()}
+    return {
+        str(k): round(float(v), 6)
+        for k, v in flagged.groupby(frame["family"].to_numpy()[flagged.index]).mean().items()
+    }
 
 
-def train(train_frame: pd.DataFrame, validation: pd.DataFrame, params: dict[str, Any],
-          lab_train: pd.DataFrame | None = None, lab_validation: pd.DataFrame | None = None) -> tuple[Pipeline, dict[str, Any]]:
+def train(
+    train_frame: pd.DataFrame,
+    validation: pd.DataFrame,
+    params: dict[str, Any],
+    lab_train: pd.DataFrame | None = None,
+    lab_validation: pd.DataFrame | None = None,
+) -> tuple[Pipeline, dict[str, Any]]:
     """Fit on KDD's train split and the lab's training and validation runs; choose the
     thresholds on KDD's validation split and on the lab runs' out-of-fold scores. Returns the
     pipeline and its metadata."""
@@ -108,18 +138,32 @@ def train(train_frame: pd.DataFrame, validation: pd.DataFrame, params: dict[str,
         found["lab"] = out_of_fold(train_frame, lab, params)
     pipeline = fit(build_pipeline(params), train_frame, lab, params.get("lab_weight", 1.0))
     found["kdd"] = candidates(pipeline, validation)
-    log.info("fitted %d trees on %d KDD and %d lab rows (and %d folds for thresholds) in %.1f s", params["n_estimators"],
-             len(train_frame), len(lab), params.get("threshold_folds", 0) if len(lab) else 0, time.perf_counter() - started)
+    log.info(
+        "fitted %d trees on %d KDD and %d lab rows (and %d folds for thresholds) in %.1f s",
+        params["n_estimators"],
+        len(train_frame),
+        len(lab),
+        params.get("threshold_folds", 0) if len(lab) else 0,
+        time.perf_counter() - started,
+    )
     floor = params.get("min_threshold", 0.0)
 
     def budgets(budget: float) -> dict[str, float]:
-        return {"lab": budget, "kdd": params.get("kdd_false_alarm_budget", budget)} if "lab" in frames else {"kdd": budget}
+        return (
+            {"lab": budget, "kdd": params.get("kdd_false_alarm_budget", budget)}
+            if "lab" in frames
+            else {"kdd": budget}
+        )
 
     def point(threshold: Threshold) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {
-            name: operating_point(found[name], frames[name]["is_attack"].to_numpy(), threshold) for name in frames}
+            name: operating_point(found[name], frames[name]["is_attack"].to_numpy(), threshold)
+            for name in frames
+        }
         if "lab" in frames:
-            out["lab"]["false_alarm_rate_by_family"] = family_false_alarms(found["lab"], lab, threshold)
+            out["lab"]["false_alarm_rate_by_family"] = family_false_alarms(
+                found["lab"], lab, threshold
+            )
         return out
 
     budget = params["false_alarm_budget"]
@@ -135,7 +179,12 @@ def train(train_frame: pd.DataFrame, validation: pd.DataFrame, params: dict[str,
         "validation_at_0_5": point(0.5),
         "budget_sweep": {str(b): {"threshold": t, **point(t)} for b, t in sweep.items()},
     }
-    log.info("thresholds %s (false-alarm budgets %s per category): validation %s", threshold, budgets(budget), meta["validation"])
+    log.info(
+        "thresholds %s (false-alarm budgets %s per category): validation %s",
+        threshold,
+        budgets(budget),
+        meta["validation"],
+    )
     return pipeline, meta
 
 
@@ -155,10 +204,20 @@ def load_model(directory: Path = config.MODEL_DIR) -> tuple[Pipeline, dict[str, 
 def main() -> None:
     config.setup_logging()
     params = config.load_params()
-    pipeline, meta = train(load("train"), load("validation"), params["train"], load("lab_train"), load("lab_validation"))
+    pipeline, meta = train(
+        load("train"),
+        load("validation"),
+        params["train"],
+        load("lab_train"),
+        load("lab_validation"),
+    )
     save(pipeline, meta, config.MODEL_DIR)
     config.REPORTS.mkdir(parents=True, exist_ok=True)
-    summary = {"threshold": meta["threshold"], "budget": meta["false_alarm_budget"], "validation": meta["validation"]}
+    summary = {
+        "threshold": meta["threshold"],
+        "budget": meta["false_alarm_budget"],
+        "validation": meta["validation"],
+    }
     (config.REPORTS / "threshold.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -34,7 +34,10 @@ class Guard:
 
         async def send_with_version(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-model-version", SERVED["version"].encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-model-version", SERVED["version"].encode()),
+                ]
             await send(message)
 
         path = scope["path"]
@@ -55,7 +58,9 @@ class Guard:
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        media_type = (
+            headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        )
         if media_type != b"application/json":
             await _reply(send, 415, {"error": "the body must be application/json"})
             return
@@ -115,14 +120,20 @@ class _DocsRewriter:
         body = bytes(self.body)
         if self.start["status"] == 200:
             doc = json.loads(body)
-            doc.setdefault("components", {}).setdefault("schemas", {})["InvalidArgument"] = BadRequest.model_json_schema()
+            doc.setdefault("components", {}).setdefault("schemas", {})["InvalidArgument"] = (
+                BadRequest.model_json_schema()
+            )
             for operations in doc.get("paths", {}).values():
                 for operation in operations.values():
                     if isinstance(operation, dict) and "requestBody" in operation:
                         operation["requestBody"]["required"] = True
             body = json.dumps(doc).encode()
-        headers = [(k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"]
-        await self.send({**self.start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        headers = [
+            (k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"
+        ]
+        await self.send(
+            {**self.start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        )
         await self.send({"type": "http.response.body", "body": body})
 
 

@@ -53,11 +53,15 @@ def load_champion(threads: int = 1) -> Champion:
     mlflow.set_tracking_uri(uri)
     found = champion(mlflow.MlflowClient())
     if found is None:
-        raise NoChampionError(f"no {MODEL_NAME}@{CHAMPION_ALIAS} in the MLflow registry at {uri}: train one with `dvc repro`")
+        raise NoChampionError(
+            f"no {MODEL_NAME}@{CHAMPION_ALIAS} in the MLflow registry at {uri}: train one with `dvc repro`"
+        )
     version = found.version
     directory = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(version)))
     meta = json.loads((directory / META_FILE).read_text())
     if list(meta["features"]) != list(schema.FEATURE_NAMES):
-        raise RuntimeError(f"champion v{version} was trained on other features than desy.schema defines")
+        raise RuntimeError(
+            f"champion v{version} was trained on other features than desy.schema defines"
+        )
     log.info("serving %s v%s (thresholds %s) from %s", MODEL_NAME, version, meta["threshold"], uri)
     return Champion(version=str(version), model=OnnxModel(directory / ONNX_FILE, meta, threads))

@@ -42,14 +42,31 @@ _KIND_TYPES = {
     "bool": Annotated[int, Field(ge=0, le=1, **_STRICT)],
     "rate": Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, **_STRICT)],
 }
-Address = Annotated[str, Field(max_length=45, **_STRICT), AfterValidator(_address), WithJsonSchema(
-    {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}, {"const": ""}]})]
+Address = Annotated[
+    str,
+    Field(max_length=45, **_STRICT),
+    AfterValidator(_address),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"},
+                {"const": ""},
+            ]
+        }
+    ),
+]
 Port = Annotated[int, Field(ge=0, le=65535, **_STRICT)]
 Time = Annotated[float, Field(ge=0.0, allow_inf_nan=False, **_STRICT)]
 
 AgentId = Annotated[str, Field(max_length=128, **_STRICT)]
 #: Context kinds (desy.records.CONTEXT): type and default when a record leaves the field out.
-_CONTEXT_TYPES = {"address": (Address, ""), "port": (Port, 0), "time": (Time, 0.0), "agent": (AgentId, "")}
+_CONTEXT_TYPES = {
+    "address": (Address, ""),
+    "port": (Port, 0),
+    "time": (Time, 0.0),
+    "agent": (AgentId, ""),
+}
 
 #: One flow record (desy.records): the 41 features (types and ranges from desy.schema), then its
 #: endpoints, times and agent.
@@ -87,7 +104,13 @@ def validate_flows(flows: list[Any]) -> list[Any]:
             invalid += 1
             for error in err.errors(include_url=False, include_context=False, include_input=False):
                 if len(errors) < MAX_ERRORS:
-                    errors.append({"loc": ["flows", index, *error["loc"]], "msg": error["msg"], "type": error["type"]})
+                    errors.append(
+                        {
+                            "loc": ["flows", index, *error["loc"]],
+                            "msg": error["msg"],
+                            "type": error["type"],
+                        }
+                    )
     raise BadRecords(invalid, errors)
 
 
@@ -108,5 +131,7 @@ class BadRequest(BaseModel):
     """The body of every 400 answer."""
 
     error: str
-    detail: list[dict[str, Any]] = Field(default_factory=list, description=f"The first {MAX_ERRORS} errors: loc, msg, type.")
+    detail: list[dict[str, Any]] = Field(
+        default_factory=list, description=f"The first {MAX_ERRORS} errors: loc, msg, type."
+    )
     invalid_records: int = 0

@@ -44,7 +44,10 @@ class _OneLineBadRequests(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, ValidationError):
-            record.msg, record.args = "400 on %s: %s", (record.args[0] if record.args else "?", str(error).splitlines()[0])
+            record.msg, record.args = (
+                "400 on %s: %s",
+                (record.args[0] if record.args else "?", str(error).splitlines()[0]),
+            )
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
@@ -80,19 +83,27 @@ def _header_timeout(seconds: float) -> None:
         if not self.transport.is_closing():
             arm(self)
 
-    H11Protocol.connection_made, H11Protocol.on_response_complete = connection_made, on_response_complete
+    H11Protocol.connection_made, H11Protocol.on_response_complete = (
+        connection_made,
+        on_response_complete,
+    )
 
 
 _header_timeout(float(os.environ.get("DESY_HEADER_TIMEOUT", "10")))
 
 FLOWS_CLASSIFIED = bentoml.metrics.Counter(
-    name="desy_flows_classified_total", documentation="Flow records classified.")
+    name="desy_flows_classified_total", documentation="Flow records classified."
+)
 ATTACKS = bentoml.metrics.Counter(
-    name="desy_attacks_total", documentation="Flows classified as attacks, by category.", labelnames=["category"])
+    name="desy_attacks_total",
+    documentation="Flows classified as attacks, by category.",
+    labelnames=["category"],
+)
 UNKNOWN_VALUES = bentoml.metrics.Counter(
     name="desy_unknown_categorical_total",
     documentation="Categorical values outside the training vocabulary (encoded as all-zero one-hot).",
-    labelnames=["feature"])
+    labelnames=["feature"],
+)
 
 _VOCABULARY = {name: frozenset(values) for name, values in schema.CATEGORICAL.items()}
 
@@ -133,7 +144,8 @@ class DesyNids:
 
     @bentoml.api(route=CLASSIFY_PATH)
     def classify(
-        self, flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
+        self,
+        flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
     ) -> ClassifyResponse:
         """Verdicts for a batch of flow records, in request order."""
         champion = self.champion
@@ -142,9 +154,14 @@ class DesyNids:
         try:
             records = validate_flows(flows)
         except BadRecords as bad:
-            log.warning("400 on %s: %s of %d; first: %s", CLASSIFY_PATH, bad, len(flows), bad.errors[0])
-            body = BadRequest(error=f"{bad}; the first {len(bad.errors)} errors are in detail",
-                              detail=bad.errors, invalid_records=bad.invalid)
+            log.warning(
+                "400 on %s: %s of %d; first: %s", CLASSIFY_PATH, bad, len(flows), bad.errors[0]
+            )
+            body = BadRequest(
+                error=f"{bad}; the first {len(bad.errors)} errors are in detail",
+                detail=bad.errors,
+                invalid_records=bad.invalid,
+            )
             return JSONResponse(body.model_dump(), status_code=400)
         columns = model_columns(record.__dict__ for record in records)
         _count_unknown(columns)
@@ -164,6 +181,7 @@ def _count_unknown(columns: dict) -> None:
 
 
 DesyNids.add_asgi_middleware(
-    Guard, token=os.environ.get("DESY_API_TOKEN") or None,
+    Guard,
+    token=os.environ.get("DESY_API_TOKEN") or None,
     max_body=int(os.environ.get("DESY_MAX_BODY_BYTES", str(16 * 2**20))),
 )

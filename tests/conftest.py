@@ -15,7 +15,6 @@ PCAPS = SHARED / "pcaps"
 LAB_TABLE = ROOT / "lab" / "flows.csv"
 
 
-
 def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         return sock.getsockname()[1]
@@ -59,7 +58,13 @@ def small_model(small_tables, tmp_path_factory):
     from pipelines.train import save, train
 
     tables = small_tables
-    pipeline, meta = train(tables["train"], tables["validation"], SMALL_TRAIN_PARAMS, tables["lab_train"], tables["lab_validation"])
+    pipeline, meta = train(
+        tables["train"],
+        tables["validation"],
+        SMALL_TRAIN_PARAMS,
+        tables["lab_train"],
+        tables["lab_validation"],
+    )
     model_dir = tmp_path_factory.mktemp("model")
     save(pipeline, meta, model_dir)
     return pipeline, meta, model_dir

@@ -45,6 +45,9 @@ def test_stage_deps_cover_the_code_it_runs(stage):
     spec = STAGES[stage]
     module = spec["cmd"].split("python -m ")[1].split()[0]
     deps = [ROOT / dep for dep in spec["deps"]]
-    missing = sorted(str(path.relative_to(ROOT)) for path in imported_files(module)
-                     if not any(path == dep or dep in path.parents for dep in deps))
+    missing = sorted(
+        str(path.relative_to(ROOT))
+        for path in imported_files(module)
+        if not any(path == dep or dep in path.parents for dep in deps)
+    )
     assert not missing, f"dvc.yaml stage {stage} runs {missing} without listing them as deps"

@@ -25,14 +25,23 @@ def test_labels_come_from_host_roles():
     assert not is_attack(client.ip, SERVER.ip)
     assert not is_attack(client.ip6, SERVER.ip6)
     assert not is_attack("fe80::1", "ff02::2")  # neighbour discovery: the attacker has no IPv6
-    rows = [{"src_ip": ATTACKER.ip, "dst_ip": SERVER.ip}, {"src_ip": client.ip, "dst_ip": SERVER.ip}]
+    rows = [
+        {"src_ip": ATTACKER.ip, "dst_ip": SERVER.ip},
+        {"src_ip": client.ip, "dst_ip": SERVER.ip},
+    ]
     attack, normal = label_rows(rows, "dos-syn", "dos", "neptune", "dos-syn/0")
     assert (attack["label"], attack["category"], attack["run"]) == ("neptune", "dos", "dos-syn/0")
-    assert (normal["label"], normal["category"], normal["scenario"]) == ("normal", "normal", "dos-syn")
+    assert (normal["label"], normal["category"], normal["scenario"]) == (
+        "normal",
+        "normal",
+        "dos-syn",
+    )
 
 
 def test_cap_keeps_every_normal_row_in_order():
-    rows = [{"category": "dos", "i": i} if i % 4 else {"category": "normal", "i": i} for i in range(400)]
+    rows = [
+        {"category": "dos", "i": i} if i % 4 else {"category": "normal", "i": i} for i in range(400)
+    ]
     kept = cap_attacks(rows, 50, random.Random(1))
     assert sum(r["category"] == "dos" for r in kept) == 50
     assert sum(r["category"] == "normal" for r in kept) == 100
@@ -42,14 +51,24 @@ def test_cap_keeps_every_normal_row_in_order():
 def test_every_scenario_label_has_its_category():
     for scenario in SCENARIOS.values():
         category = schema.category_of(scenario.label)
-        assert category == "normal" if scenario.family == "normal" else category in ("probe", "dos", "r2l")
+        assert (
+            category == "normal"
+            if scenario.family == "normal"
+            else category in ("probe", "dos", "r2l")
+        )
         if scenario.family in ("probe", "dos", "r2l"):
             assert category == scenario.family
 
 
 def _runs(scenarios: dict[str, int]) -> pd.DataFrame:
-    return pd.DataFrame([{"scenario": s, "run": f"{s}/{i}", "row": j}
-                         for s, n in scenarios.items() for i in range(n) for j in range(3)])
+    return pd.DataFrame(
+        [
+            {"scenario": s, "run": f"{s}/{i}", "row": j}
+            for s, n in scenarios.items()
+            for i in range(n)
+            for j in range(3)
+        ]
+    )
 
 
 def test_split_keeps_whole_runs_apart():
@@ -57,13 +76,19 @@ def test_split_keeps_whole_runs_apart():
     splits = split_runs(frame, 0.2, 0.2, 42)
     runs = {name: set(table["run"]) for name, table in splits.items()}
     assert sum(len(r) for r in runs.values()) == frame["run"].nunique()
-    assert not runs["lab_train"] & runs["lab_validation"] and not runs["lab_train"] & runs["lab_test"]
+    assert (
+        not runs["lab_train"] & runs["lab_validation"] and not runs["lab_train"] & runs["lab_test"]
+    )
     assert not runs["lab_validation"] & runs["lab_test"]
     for name, table in splits.items():  # every row of a run goes with its run
         assert (table.groupby("run").size() == 3).all(), name
     for scenario in ("normal", "dos-syn", "probe-syn"):
-        assert {split for split, r in runs.items() for run in r if run.startswith(scenario)} == set(splits)
-    assert {r.split("/")[0] for r in runs["lab_test"]} >= {"r2l-ftp"} and "rare/0" in runs["lab_train"]
+        assert {split for split, r in runs.items() for run in r if run.startswith(scenario)} == set(
+            splits
+        )
+    assert {r.split("/")[0] for r in runs["lab_test"]} >= {"r2l-ftp"} and "rare/0" in runs[
+        "lab_train"
+    ]
     assert sum(r.startswith("normal/") for r in runs["lab_test"]) == 2  # 20 % of 10 runs
     again = split_runs(frame, 0.2, 0.2, 42)
     assert all(set(again[name]["run"]) == runs[name] for name in splits)
@@ -111,9 +136,29 @@ def test_a_bad_site_table_is_named_with_its_fault(tmp_path):
 def test_small_lab_run_with_real_tools(tmp_path):
     """normal users and an nmap SYN scan against the same server, captured and labelled."""
     out = tmp_path / "flows.csv"
-    done = subprocess.run([sys.executable, "-m", "lab", "run", "-s", "mixed-probe-syn", "--runs", "1", "--seed", "3",
-                           "--out", str(out), "--workdir", str(tmp_path / "work")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "run",
+            "-s",
+            "mixed-probe-syn",
+            "--runs",
+            "1",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     frame = flows([out])
     attacker = (frame["src_ip"] == ATTACKER.ip) | (frame["dst_ip"] == ATTACKER.ip)

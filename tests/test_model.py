@@ -30,11 +30,16 @@ def test_category_thresholds_keep_every_validation_budget():
     found, frames = {}, {}
     for name, spread in (("kdd", 20), ("lab", 6)):  # lab normals score higher
         frames[name] = pd.DataFrame({"is_attack": rng.integers(0, 2, 4000)})
-        found[name] = Decisions(np.zeros(4000, bool), rng.beta(0.8, spread, 4000),
-                               rng.choice(["dos", "probe", "r2l"], 4000, p=[0.6, 0.3, 0.1]).astype(object))
+        found[name] = Decisions(
+            np.zeros(4000, bool),
+            rng.beta(0.8, spread, 4000),
+            rng.choice(["dos", "probe", "r2l"], 4000, p=[0.6, 0.3, 0.1]).astype(object),
+        )
     budgets = {"kdd": 0.01, "lab": 0.01}
     thresholds = threshold_for(budgets, found, frames, floor=0.05)
-    assert set(thresholds) == {"dos", "probe", "r2l", "u2r"} and thresholds["u2r"] == pytest.approx(0.5, abs=1e-5)  # no normal u2r
+    assert set(thresholds) == {"dos", "probe", "r2l", "u2r"} and thresholds["u2r"] == pytest.approx(
+        0.5, abs=1e-5
+    )  # no normal u2r
     for name, budget in budgets.items():
         normal = frames[name]["is_attack"].to_numpy() == 0
         for category in ("dos", "probe", "r2l"):
@@ -47,7 +52,9 @@ def test_category_thresholds_keep_every_validation_budget():
 
 
 def test_decide_with_a_threshold_per_category():
-    proba = np.array([[0.3, 0.7, 0.0, 0.0, 0.0], [0.0, 0.7, 0.0, 0.3, 0.0], [0.0, 0.95, 0.0, 0.05, 0.0]])
+    proba = np.array(
+        [[0.3, 0.7, 0.0, 0.0, 0.0], [0.0, 0.7, 0.0, 0.3, 0.0], [0.0, 0.95, 0.0, 0.05, 0.0]]
+    )
     classes = ["dos", "normal", "probe", "r2l", "u2r"]
     result = decide(proba, classes, {"dos": 0.5, "probe": 0.5, "r2l": 0.2, "u2r": 0.5})
     assert result.is_attack.tolist() == [False, True, False]
@@ -55,7 +62,9 @@ def test_decide_with_a_threshold_per_category():
 
 
 def test_decide_uses_one_minus_p_normal():
-    proba = np.array([[0.1, 0.8, 0.1, 0.0, 0.0], [0.0, 0.95, 0.0, 0.05, 0.0], [0.0, 0.2, 0.7, 0.1, 0.0]])
+    proba = np.array(
+        [[0.1, 0.8, 0.1, 0.0, 0.0], [0.0, 0.95, 0.0, 0.05, 0.0], [0.0, 0.2, 0.7, 0.1, 0.0]]
+    )
     result = decide(proba, ["dos", "normal", "probe", "r2l", "u2r"], 0.1)
     assert result.is_attack.tolist() == [True, False, True]
     assert result.category.tolist() == ["dos", "normal", "probe"]
@@ -66,8 +75,14 @@ def test_small_model_meets_its_own_budget(small_model):
     _pipeline, meta, _ = small_model
     assert meta["classes"] == sorted(schema.CATEGORIES)
     attack_categories = len(schema.CATEGORIES) - 1  # each may use the budget
-    assert meta["validation"]["lab"]["false_alarm_rate"] <= attack_categories * meta["false_alarm_budget"]
-    assert meta["validation"]["kdd"]["false_alarm_rate"] <= attack_categories * meta["kdd_false_alarm_budget"]
+    assert (
+        meta["validation"]["lab"]["false_alarm_rate"]
+        <= attack_categories * meta["false_alarm_budget"]
+    )
+    assert (
+        meta["validation"]["kdd"]["false_alarm_rate"]
+        <= attack_categories * meta["kdd_false_alarm_budget"]
+    )
     assert set(meta["threshold"]) == set(schema.CATEGORIES[1:])
     assert meta["validation"]["kdd"]["detection_rate"] > 0.95
     assert meta["validation"]["lab"]["detection_rate"] > 0.9
@@ -75,10 +90,22 @@ def test_small_model_meets_its_own_budget(small_model):
 
 def test_evaluate_reports_every_metric(small_model, small_tables):
     pipeline, meta, _ = small_model
-    tables = {"kddtest_plus": small_tables["kddtest_plus"], "kddtest_21": small_tables["kddtest_21"], "lab": small_tables["lab_test"]}
+    tables = {
+        "kddtest_plus": small_tables["kddtest_plus"],
+        "kddtest_21": small_tables["kddtest_21"],
+        "lab": small_tables["lab_test"],
+    }
     metrics, _ = evaluate(pipeline, meta, tables)
     for name in tables:
-        for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "detection_rate", "attack_category_accuracy"):
+        for key in (
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "detection_rate",
+            "attack_category_accuracy",
+        ):
             assert 0.0 <= metrics[name][key] <= 1.0
         assert set(metrics[name]["recall_by_category"]) >= {"normal", "dos", "probe", "r2l"}
     assert set(metrics["lab"]["by_family"]) == {"normal", "probe", "dos", "r2l", "mixed"}
@@ -100,7 +127,9 @@ def test_onnx_encodes_unknown_categories_like_sklearn(small_model, small_tables)
     frame.loc[frame.index[10:20], "flag"] = "ZZ"
     frame.loc[frame.index[20:30], "protocol_type"] = "sctp"
     features = frame[list(schema.FEATURE_NAMES)]
-    onnx = OnnxModel.from_dir(model_dir, META_FILE, ONNX_FILE).predict_proba({c: features[c].to_numpy() for c in features})
+    onnx = OnnxModel.from_dir(model_dir, META_FILE, ONNX_FILE).predict_proba(
+        {c: features[c].to_numpy() for c in features}
+    )
     assert np.allclose(onnx, pipeline.predict_proba(features), atol=1e-5)
 
 

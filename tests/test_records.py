@@ -29,7 +29,11 @@ def test_the_model_sees_each_feature_under_its_own_name():
     from capture_agent.pcap import frames
 
     extractor = Extractor()
-    rows = [row for frame in frames(PCAPS / "nmap_80_w_service_detection.pcap") for row in extractor.feed(*frame)] + extractor.finish()
+    rows = [
+        row
+        for frame in frames(PCAPS / "nmap_80_w_service_detection.pcap")
+        for row in extractor.feed(*frame)
+    ] + extractor.finish()
     assert {row[1] for row in rows} == {"tcp", "icmp"}
     sent = [records.record(row, "a1") for row in rows]
     received = validate_flows(json.loads(json.dumps(sent)))
@@ -37,7 +41,9 @@ def test_the_model_sees_each_feature_under_its_own_name():
     assert list(columns) == list(FEATURE_NAMES)
     for i, row in enumerate(rows):
         by_name = dict(zip(records.ROW_FIELDS, row))
-        assert {name: columns[name][i] for name in FEATURE_NAMES} == {name: by_name[name] for name in FEATURE_NAMES}
+        assert {name: columns[name][i] for name in FEATURE_NAMES} == {
+            name: by_name[name] for name in FEATURE_NAMES
+        }
     assert received[0].agent_id == "a1"
 
 

@@ -21,7 +21,9 @@ def test_every_feature_is_named_in_the_shared_spec():
 def test_kinds_partition_the_features():
     kinds = set(schema.FEATURE_KINDS.values())
     assert kinds == {"cat", "int", "bool", "rate"}
-    assert set(schema.CATEGORICAL_FEATURES) | set(schema.NUMERIC_FEATURES) == set(schema.FEATURE_NAMES)
+    assert set(schema.CATEGORICAL_FEATURES) | set(schema.NUMERIC_FEATURES) == set(
+        schema.FEATURE_NAMES
+    )
     assert len(schema.RATE_FEATURES) == 15
 
 

@@ -84,4 +84,7 @@ def test_missing_file_explains_where_data_comes_from(tmp_path):
     with pytest.raises(MissingDataError) as err:
         read_raw(tmp_path / "KDDTrain+.txt")
     message = str(err.value)
-    assert "dvc pull" in message and "1b86d2f957b33082081bba410fe129b475efebcc13c9014c3f447c8271aadf95" in message
+    assert (
+        "dvc pull" in message
+        and "1b86d2f957b33082081bba410fe129b475efebcc13c9014c3f447c8271aadf95" in message
+    )

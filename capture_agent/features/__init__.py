@@ -63,5 +63,7 @@ def _check(produced: list[str]) -> None:
     missing = sorted(set(ROW_FIELDS) - set(produced))
     unknown = sorted(set(produced) - set(ROW_FIELDS))
     if twice or missing or unknown:
-        raise SchemaMismatch(f"feature plugins do not match desy.records.ROW_FIELDS: missing {missing}, "
-                             f"not in the schema {unknown}, produced twice {twice}")
+        raise SchemaMismatch(
+            f"feature plugins do not match desy.records.ROW_FIELDS: missing {missing}, "
+            f"not in the schema {unknown}, produced twice {twice}"
+        )

@@ -18,15 +18,33 @@ def address(raw: bytes) -> str:
 class BasicFeatures:
     """Duration, protocol, service, Zeek state, bytes each way, land, faults, urgent packets."""
 
-    names = ("duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land",
-             "wrong_fragment", "urgent")
+    names = (
+        "duration",
+        "protocol_type",
+        "service",
+        "flag",
+        "src_bytes",
+        "dst_bytes",
+        "land",
+        "wrong_fragment",
+        "urgent",
+    )
 
     def on_expire(self, conn: Finished) -> tuple:
         proto = conn.proto
         icmp = proto == ICMP or proto == ICMPV6
         land = conn.orig == conn.resp and (icmp or conn.orig_port == conn.resp_port)
-        return (int(conn.last - conn.start), PROTOCOL_NAMES.get(proto, "tcp"), conn.service, conn.flag,
-                conn.orig_bytes, conn.resp_bytes, int(land), conn.wrong_fragment, conn.urgent)
+        return (
+            int(conn.last - conn.start),
+            PROTOCOL_NAMES.get(proto, "tcp"),
+            conn.service,
+            conn.flag,
+            conn.orig_bytes,
+            conn.resp_bytes,
+            int(land),
+            conn.wrong_fragment,
+            conn.urgent,
+        )
 
 
 class Endpoints:
@@ -36,5 +54,11 @@ class Endpoints:
 
     def on_expire(self, conn: Finished) -> tuple:
         icmp = conn.proto == ICMP or conn.proto == ICMPV6
-        return (address(conn.orig), 0 if icmp else conn.orig_port, address(conn.resp),
-                0 if icmp else conn.resp_port, conn.start, conn.last)
+        return (
+            address(conn.orig),
+            0 if icmp else conn.orig_port,
+            address(conn.resp),
+            0 if icmp else conn.resp_port,
+            conn.start,
+            conn.last,
+        )

@@ -16,16 +16,28 @@ from capture_agent.connection import Finished
 from capture_agent.decode import TCP
 
 CONTENT_FEATURES = (
-    "hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell", "su_attempted",
-    "num_root", "num_file_creations", "num_shells", "num_access_files", "num_outbound_cmds",
-    "is_host_login", "is_guest_login",
+    "hot",
+    "num_failed_logins",
+    "logged_in",
+    "num_compromised",
+    "root_shell",
+    "su_attempted",
+    "num_root",
+    "num_file_creations",
+    "num_shells",
+    "num_access_files",
+    "num_outbound_cmds",
+    "is_host_login",
+    "is_guest_login",
 )
 _GUEST_USERS = {"anonymous", "ftp", "guest"}
 FTP_HOT_CAP = 30
 
 _FAILED = {
     "ftp": re.compile(rb"^530[ -]", re.MULTILINE),
-    "telnet": re.compile(rb"login incorrect|authentication failure|incorrect password", re.IGNORECASE),
+    "telnet": re.compile(
+        rb"login incorrect|authentication failure|incorrect password", re.IGNORECASE
+    ),
     "rlogin": re.compile(rb"login incorrect|permission denied", re.IGNORECASE),
     "rsh": re.compile(rb"permission denied", re.IGNORECASE),
     "pop": re.compile(rb"^-ERR", re.MULTILINE),
@@ -37,7 +49,9 @@ _LOGGED_IN = {
     "ftp": re.compile(rb"^230[ -]", re.MULTILINE),
     "telnet": re.compile(rb"last login|[$#%>] ?$", re.IGNORECASE | re.MULTILINE),
     "rlogin": re.compile(rb"last login|[$#%>] ?$", re.IGNORECASE | re.MULTILINE),
-    "pop": re.compile(rb"^\+OK.*(logged in|authenticated|maildrop|mailbox)", re.IGNORECASE | re.MULTILINE),
+    "pop": re.compile(
+        rb"^\+OK.*(logged in|authenticated|maildrop|mailbox)", re.IGNORECASE | re.MULTILINE
+    ),
     "imap": re.compile(rb"^\S+ OK .*(login|authenticat)", re.IGNORECASE | re.MULTILINE),
     "smtp": re.compile(rb"^250[ -]", re.MULTILINE),
     "http": re.compile(rb"^HTTP/1\.[01] [23]\d\d", re.MULTILINE),
@@ -57,7 +71,10 @@ _HOT = re.compile(
     rb"perl (?<!\wperl )|python (?<!\wpython )|su\b(?<!\wsu)|RETR (?<![^\n]RETR )|STOR (?<![^\n]STOR )|"
     rb"SITE (?<![^\n]SITE )"
 )
-_COMPROMISED = re.compile(rb"permission denied|operation not permitted|not owner|segmentation fault|core dumped", re.IGNORECASE)
+_COMPROMISED = re.compile(
+    rb"permission denied|operation not permitted|not owner|segmentation fault|core dumped",
+    re.IGNORECASE,
+)
 _ROOT_PROMPT = re.compile(rb"(?:^|\n)[^\n]{0,40}# ?$|uid=0\(root\)", re.MULTILINE)
 # Blanks here are whitespace other than newline, so no blank run is scanned from two starts.
 _SU = re.compile(rb"(?:^|[\n;|&])[^\S\n]*su(?:\s+-)?(?:\s+root)?[^\S\n]*(?:\n|$)", re.MULTILINE)
@@ -65,8 +82,12 @@ _FILE_CREATIONS = re.compile(
     rb"touch (?<!\wtouch )|mkdir (?<!\wmkdir )|cp (?<!\wcp )|mv (?<!\wmv )|vi (?<!\wvi )|cat >(?<!\wcat >)|"
     rb"echo (?<!\wecho )[^\n>]{0,128}>|STOR (?<![^\n]STOR )|MKD (?<![^\n]MKD )|STOU (?<![^\n]STOU )"
 )
-_SHELLS = re.compile(rb"/bin/sh|/bin/bash|/bin/csh|/bin/ksh|sh -i\b(?<!\wsh -i)|exec sh\b(?<!\wexec sh)")
-_ACCESS_FILES = re.compile(rb"/etc/passwd|/etc/shadow|/etc/hosts\.equiv|\.rhosts|\.netrc|authorized_keys")
+_SHELLS = re.compile(
+    rb"/bin/sh|/bin/bash|/bin/csh|/bin/ksh|sh -i\b(?<!\wsh -i)|exec sh\b(?<!\wexec sh)"
+)
+_ACCESS_FILES = re.compile(
+    rb"/etc/passwd|/etc/shadow|/etc/hosts\.equiv|\.rhosts|\.netrc|authorized_keys"
+)
 
 
 def content_features(dialect: str, orig: bytes, resp: bytes, established: bool) -> dict[str, int]:
@@ -77,18 +98,25 @@ def content_features(dialect: str, orig: bytes, resp: bytes, established: bool) 
     out["num_failed_logins"] = min(len(failed.findall(resp)), 5) if failed else 0
     login = _LOGGED_IN.get(dialect)
     if dialect in ("telnet", "rlogin"):
-        out["logged_in"] = int(bool(login.search(resp)) and not (out["num_failed_logins"] and not _after_failure(login, failed, resp)))
+        out["logged_in"] = int(
+            bool(login.search(resp))
+            and not (out["num_failed_logins"] and not _after_failure(login, failed, resp))
+        )
     elif dialect == "rsh":
         out["logged_in"] = int(established and bool(resp) and not out["num_failed_logins"])
     elif login:
         out["logged_in"] = int(bool(login.search(resp)))
     out["hot"] = len(_HOT.findall(text))
-    if dialect == "ftp":  # normal FTP sessions in NSL-KDD stop at 30 (256 of 918 records sit exactly there)
+    if (
+        dialect == "ftp"
+    ):  # normal FTP sessions in NSL-KDD stop at 30 (256 of 918 records sit exactly there)
         out["hot"] = min(out["hot"], FTP_HOT_CAP)
     out["num_compromised"] = len(_COMPROMISED.findall(resp))
     root = _ROOT_PROMPT.search(resp) if dialect in ("telnet", "rlogin", "rsh") else None
     out["root_shell"] = int(root is not None)
-    out["su_attempted"] = int(bool(_SU.search(orig))) if dialect in ("telnet", "rlogin", "rsh") else 0
+    out["su_attempted"] = (
+        int(bool(_SU.search(orig))) if dialect in ("telnet", "rlogin", "rsh") else 0
+    )
     if root is not None:
         out["num_root"] = _command_lines(orig)
     out["num_file_creations"] = len(_FILE_CREATIONS.findall(orig))
@@ -96,8 +124,13 @@ def content_features(dialect: str, orig: bytes, resp: bytes, established: bool) 
     out["num_access_files"] = len(_ACCESS_FILES.findall(orig))
     user = _USER.get(dialect)
     if user:
-        names = {m.group(1).lower().strip(b"\r") for m in user.finditer(orig if dialect != "telnet" else text)}
-        out["is_guest_login"] = int(any(n.decode("latin-1") in _GUEST_USERS for n in names) and bool(out["logged_in"]))
+        names = {
+            m.group(1).lower().strip(b"\r")
+            for m in user.finditer(orig if dialect != "telnet" else text)
+        }
+        out["is_guest_login"] = int(
+            any(n.decode("latin-1") in _GUEST_USERS for n in names) and bool(out["logged_in"])
+        )
     if dialect == "rlogin":
         out["is_host_login"] = int(out["logged_in"] and b"root" in orig[:256])
     return out
@@ -133,7 +166,11 @@ class ContentFeatures:
 
     def on_expire(self, conn: Finished) -> tuple:
         if conn.dialect is not None:
-            return _IN_ORDER(content_features(conn.dialect, conn.orig_payload, conn.resp_payload, conn.established))
+            return _IN_ORDER(
+                content_features(
+                    conn.dialect, conn.orig_payload, conn.resp_payload, conn.established
+                )
+            )
         if conn.proto == TCP and conn.orig_bytes and conn.resp_bytes and conn.established:
             return LOGGED_IN_ONLY
         return NO_CONTENT

@@ -23,9 +23,18 @@ class HostWindow:
     """Rings of the last HOST_COUNT_CAP connections per destination host (at most max_hosts
     hosts, the least recently seen forgotten first) and per service."""
 
-    names = ("dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
-             "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
-             "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate")
+    names = (
+        "dst_host_count",
+        "dst_host_srv_count",
+        "dst_host_same_srv_rate",
+        "dst_host_diff_srv_rate",
+        "dst_host_same_src_port_rate",
+        "dst_host_srv_diff_host_rate",
+        "dst_host_serror_rate",
+        "dst_host_srv_serror_rate",
+        "dst_host_rerror_rate",
+        "dst_host_srv_rerror_rate",
+    )
 
     def __init__(self, max_hosts: int = 65_536) -> None:
         self.host_rings: OrderedDict[bytes, Group] = OrderedDict()
@@ -34,7 +43,9 @@ class HostWindow:
 
     def on_expire(self, conn: Finished) -> tuple:
         service, host_key, port, flag = conn.service, conn.resp, conn.orig_port, conn.flag
-        host, srv = self._push((host_key, service, port, flag in SERROR_FLAGS, flag in RERROR_FLAGS))
+        host, srv = self._push(
+            (host_key, service, port, flag in SERROR_FLAGS, flag in RERROR_FLAGS)
+        )
         n, m = host.n, srv.n
         return (
             n,

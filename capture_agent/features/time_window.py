@@ -25,8 +25,17 @@ class TimeWindow:
     """Incremental aggregates over the connections of the last TIME_WINDOW seconds. Every group
     holds at least the connection being added, so no rate divides by zero."""
 
-    names = ("count", "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
-             "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate")
+    names = (
+        "count",
+        "srv_count",
+        "serror_rate",
+        "srv_serror_rate",
+        "rerror_rate",
+        "srv_rerror_rate",
+        "same_srv_rate",
+        "diff_srv_rate",
+        "srv_diff_host_rate",
+    )
 
     def __init__(self) -> None:
         self.recent: deque[tuple] = deque()  # (end, host, service, serror, rerror)

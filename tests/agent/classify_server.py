@@ -13,8 +13,14 @@ class ClassifyServer:
     """Answers POST /classify: S0/REJ connections are attacks (dos), the rest normal. Records for
     which `reject` is true get a 400 in the real server's format, naming them if `name_rejected`."""
 
-    def __init__(self, port: int = 0, token: str | None = None, reject=None, name_rejected: bool = True,
-                 tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        token: str | None = None,
+        reject=None,
+        name_rejected: bool = True,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.received: list[dict] = []
         self.token = token
         outer = self
@@ -27,12 +33,22 @@ class ClassifyServer:
                 flows = body["flows"]
                 bad = [i for i, f in enumerate(flows) if reject and reject(f)]
                 if bad:
-                    detail = [{"loc": ["flows", i, "src_bytes"], "msg": "bad", "type": "x"} for i in bad[:20]]
-                    return self._reply(400, {"error": "bad", "detail": detail if name_rejected else [],
-                                             "invalid_records": len(bad)})
+                    detail = [
+                        {"loc": ["flows", i, "src_bytes"], "msg": "bad", "type": "x"}
+                        for i in bad[:20]
+                    ]
+                    return self._reply(
+                        400,
+                        {
+                            "error": "bad",
+                            "detail": detail if name_rejected else [],
+                            "invalid_records": len(bad),
+                        },
+                    )
                 outer.received.extend(flows)
                 results = [
-                    {"label": "attack", "attack_probability": 0.9, "category": "dos"} if f["flag"] in ("S0", "REJ")
+                    {"label": "attack", "attack_probability": 0.9, "category": "dos"}
+                    if f["flag"] in ("S0", "REJ")
                     else {"label": "normal", "attack_probability": 0.1, "category": "normal"}
                     for f in flows
                 ]

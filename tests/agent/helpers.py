@@ -15,8 +15,22 @@ from desy.records import ROW_FIELDS
 CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
 
 
-def tcp(src: str, dst: str, sport: int, dport: int, flags: str, seq: int = 1000, payload: bytes = b"", t: float = 0.0):
-    pkt = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq) / payload
+def tcp(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    flags: str,
+    seq: int = 1000,
+    payload: bytes = b"",
+    t: float = 0.0,
+):
+    pkt = (
+        Ether()
+        / IP(src=src, dst=dst)
+        / TCP(sport=sport, dport=dport, flags=flags, seq=seq)
+        / payload
+    )
     pkt.time = 1_700_000_000 + t
     return pkt
 

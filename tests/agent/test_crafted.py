@@ -19,7 +19,9 @@ from capture_agent.fragments import MAX_SPANS
 from tests.agent.helpers import records
 
 
-def run(frames: list[crafted.Frame], extractor: Extractor | None = None) -> tuple[list[dict], Extractor]:
+def run(
+    frames: list[crafted.Frame], extractor: Extractor | None = None
+) -> tuple[list[dict], Extractor]:
     extractor = extractor or Extractor()
     rows = []
     for t, frame in frames:
@@ -31,7 +33,9 @@ def run(frames: list[crafted.Frame], extractor: Extractor | None = None) -> tupl
 def test_a_root_shell_then_a_long_line_is_linear():
     flows, _ = run(crafted.telnet_root())
     assert len(flows) == 10
-    assert all(f["service"] == "telnet" and f["root_shell"] == 1 and f["num_root"] == 0 for f in flows)
+    assert all(
+        f["service"] == "telnet" and f["root_shell"] == 1 and f["num_root"] == 0 for f in flows
+    )
     assert all(f["src_bytes"] == 32 * 1024 for f in flows)
 
 
@@ -82,7 +86,15 @@ def test_payload_held_stays_within_the_budget_and_the_rest_is_counted():
 
 
 def test_a_timestamp_going_backwards_is_clamped_and_counted():
-    frames = crafted.session(0.0, 0x0A000001, 0x0A000002, 40000, 80, [b"GET / HTTP/1.0\r\n\r\n"], [b"HTTP/1.0 200 OK\r\n"])
+    frames = crafted.session(
+        0.0,
+        0x0A000001,
+        0x0A000002,
+        40000,
+        80,
+        [b"GET / HTTP/1.0\r\n\r\n"],
+        [b"HTTP/1.0 200 OK\r\n"],
+    )
     t, frame = frames[4]
     frames[4] = (t - 10.0, frame)  # a clock step back of 10 s in the middle of the connection
     flows, extractor = run(frames)

@@ -14,14 +14,34 @@ def test_csv_header_rows_and_process_modes_agree(tmp_path):
     outputs = []
     for workers in ("1", "2"):
         out = tmp_path / f"flows{workers}.csv"
-        result = subprocess.run([*AGENT, str(PCAPS / "masscan_tcp_0_1000.pcap"), "--out", str(out), "--workers", workers],
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [
+                *AGENT,
+                str(PCAPS / "masscan_tcp_0_1000.pcap"),
+                "--out",
+                str(out),
+                "--workers",
+                workers,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         assert "packets" in result.stderr and "connections_emitted=" in result.stderr
         outputs.append(out.read_text())
     assert outputs[0] == outputs[1]
     rows = list(csv.reader(outputs[0].splitlines()))
-    assert rows[0] == [*FEATURE_NAMES, "src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time"]
+    assert rows[0] == [
+        *FEATURE_NAMES,
+        "src_ip",
+        "src_port",
+        "dst_ip",
+        "dst_port",
+        "start_time",
+        "end_time",
+    ]
     assert len(rows) - 1 == 1001
     assert all(len(row) == 47 for row in rows)
 
@@ -30,9 +50,17 @@ def test_not_a_capture_file_is_a_clear_error(tmp_path):
     junk = tmp_path / "junk.pcap"
     junk.write_bytes(b"this is not a pcap file at all" * 10)
     for workers in ("1", "2"):
-        result = subprocess.run([*AGENT, str(junk), "--workers", workers], capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [*AGENT, str(junk), "--workers", workers],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 2
-        assert "not a readable pcap/pcapng file" in result.stderr and "Traceback" not in result.stderr
+        assert (
+            "not a readable pcap/pcapng file" in result.stderr and "Traceback" not in result.stderr
+        )
 
 
 def test_truncated_capture_keeps_what_was_read(tmp_path):
@@ -40,6 +68,12 @@ def test_truncated_capture_keeps_what_was_read(tmp_path):
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(data[: len(data) // 2 + 7])  # ends in the middle of a record
     out = tmp_path / "cut.csv"
-    result = subprocess.run([*AGENT, str(cut), "--out", str(out)], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*AGENT, str(cut), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert len(out.read_text().splitlines()) > 5

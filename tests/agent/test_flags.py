@@ -50,7 +50,9 @@ def test_payload_bytes_count_retransmissions_once():
         c("PA", b"GET / HTTP/1.0\r\n\r\n", seq=1001),
         c("PA", b"GET / HTTP/1.0\r\n\r\n", seq=1001),  # retransmission
         s("PA", b"HTTP/1.0 200 OK\r\n\r\nhello", seq=5001),
-        c("FA", seq=1019), s("FA", seq=5025), c("A", seq=1020),
+        c("FA", seq=1019),
+        s("FA", seq=5025),
+        c("A", seq=1020),
     ]
     (record,) = extract_packets(packets)
     assert record["src_bytes"] == 18 and record["dst_bytes"] == 24

@@ -50,17 +50,59 @@ def test_agent_sees_a_curl_fetch_across_namespaces(namespaces, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_bytes(b"<html>" + b"x" * 5000 + b"</html>")
-    web = in_ns(b, sys.executable, "-m", "http.server", "80", "--bind", "10.77.0.2", "--directory", str(site),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    web = in_ns(
+        b,
+        sys.executable,
+        "-m",
+        "http.server",
+        "80",
+        "--bind",
+        "10.77.0.2",
+        "--directory",
+        str(site),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     classifier = in_ns(a, sys.executable, "-m", "tests.agent.classify_server", "3999")
     log_dir = tmp_path / "logs"
-    agent = in_ns(a, sys.executable, "-m", "capture_agent.cli", "run", "--iface", iface, "--server",
-                  "http://127.0.0.1:3999", "--log-dir", str(log_dir), "--agent-id", "ns-a",
-                  stderr=subprocess.PIPE, text=True)
+    agent = in_ns(
+        a,
+        sys.executable,
+        "-m",
+        "capture_agent.cli",
+        "run",
+        "--iface",
+        iface,
+        "--server",
+        "http://127.0.0.1:3999",
+        "--log-dir",
+        str(log_dir),
+        "--agent-id",
+        "ns-a",
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(3)
-        curl = subprocess.run(["ip", "netns", "exec", a, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                               "http://10.77.0.2/index.html"], capture_output=True, text=True, timeout=30, check=False)
+        curl = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                a,
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://10.77.0.2/index.html",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert curl.stdout == "200", curl.stderr
         time.sleep(5)  # close linger (2 s) and the agent's 1 s timeout sweep
         agent.send_signal(signal.SIGTERM)
@@ -73,7 +115,12 @@ def test_agent_sees_a_curl_fetch_across_namespaces(namespaces, tmp_path):
     assert agent.returncode == 0, stderr
     flows = [json.loads(line) for line in (log_dir / "flows.jsonl").read_text().splitlines()]
     (http,) = [f for f in flows if f["dst_ip"] == "10.77.0.2" and f["dst_port"] == 80]
-    assert (http["protocol_type"], http["service"], http["flag"], http["logged_in"]) == ("tcp", "http", "SF", 1)
+    assert (http["protocol_type"], http["service"], http["flag"], http["logged_in"]) == (
+        "tcp",
+        "http",
+        "SF",
+        1,
+    )
     assert http["src_ip"] == "10.77.0.1" and http["agent_id"] == "ns-a"
     assert http["verdict"]["label"] in ("normal", "attack")
     expected = scapy_payload_bytes(log_dir / "capture.pcap")

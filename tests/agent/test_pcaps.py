@@ -71,9 +71,15 @@ def test_nmap_payload_bytes_match_scapy_and_flags(tmp_path):
 def test_loopback_http_bytes_and_service():
     records, _ = extract_file(PCAPS / "simple_http_loopback.pcap")
     assert [(r["flag"], r["service"], r["src_bytes"], r["dst_bytes"]) for r in records] == [
-        ("SF", "other", 493, 200), ("SF", "other", 448, 655)]
+        ("SF", "other", 493, 200),
+        ("SF", "other", 448, 655),
+    ]
     assert all(r["logged_in"] == 1 for r in records)
-    assert records[1]["count"] == 2 and records[1]["srv_count"] == 2 and records[1]["same_srv_rate"] == 1.0
+    assert (
+        records[1]["count"] == 2
+        and records[1]["srv_count"] == 2
+        and records[1]["same_srv_rate"] == 1.0
+    )
 
 
 def test_teardrop_counts_three_wrong_fragments():
@@ -81,7 +87,9 @@ def test_teardrop_counts_three_wrong_fragments():
     fragments = [r for r in records if r["wrong_fragment"]]
     assert len(fragments) == 1
     assert fragments[0]["wrong_fragment"] == 3 and fragments[0]["protocol_type"] == "udp"
-    assert fragments[0]["src_bytes"] == 28  # as all 892 teardrop records: the first fragment's UDP payload
+    assert (
+        fragments[0]["src_bytes"] == 28
+    )  # as all 892 teardrop records: the first fragment's UDP payload
     pings = {r["service"]: r["src_bytes"] for r in records if r["protocol_type"] == "icmp"}
     assert pings == {"eco_i": 64, "ecr_i": 64}  # whole ICMP message: 8-byte header + 56 data bytes
 
@@ -89,7 +97,21 @@ def test_teardrop_counts_three_wrong_fragments():
 def test_two_way_flag_combinations_reach_every_state():
     records, _ = extract_file(PCAPS / "tcp_two_way_all_flags.pcap")
     flags = {r["flag"] for r in records}
-    assert flags >= {"S0", "REJ", "SF", "S1", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "SH", "RSTRH", "SHR", "OTH"}
+    assert flags >= {
+        "S0",
+        "REJ",
+        "SF",
+        "S1",
+        "S2",
+        "S3",
+        "RSTO",
+        "RSTR",
+        "RSTOS0",
+        "SH",
+        "RSTRH",
+        "SHR",
+        "OTH",
+    }
 
 
 def test_pcapng_and_whois():

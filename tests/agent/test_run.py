@@ -23,11 +23,37 @@ from tests.conftest import PCAPS, free_port
 AGENT = [sys.executable, "-m", "capture_agent.cli"]
 
 
-def agent_run(pcap: Path, server: str, log_dir: Path, *extra: str, token: str | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DESY_API_TOKEN"} | ({"DESY_API_TOKEN": token} if token else {})
-    return subprocess.run([*AGENT, "run", "--pcap", str(pcap), "--server", server, "--log-dir", str(log_dir),
-                           "--agent-id", "test-agent", *extra], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+def agent_run(
+    pcap: Path,
+    server: str,
+    log_dir: Path,
+    *extra: str,
+    token: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DESY_API_TOKEN"} | (
+        {"DESY_API_TOKEN": token} if token else {}
+    )
+    return subprocess.run(
+        [
+            *AGENT,
+            "run",
+            "--pcap",
+            str(pcap),
+            "--server",
+            server,
+            "--log-dir",
+            str(log_dir),
+            "--agent-id",
+            "test-agent",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def extracted_rows(pcap: Path, tmp_path: Path) -> int:
@@ -42,9 +68,13 @@ def test_run_logs_one_verdict_per_connection(tmp_path):
         result = agent_run(pcap, server.url, tmp_path / "logs", token="s3cret")
     assert result.returncode == 0, result.stderr
     connections = extracted_rows(pcap, tmp_path)
-    flows = [json.loads(line) for line in (tmp_path / "logs" / "flows.jsonl").read_text().splitlines()]
+    flows = [
+        json.loads(line) for line in (tmp_path / "logs" / "flows.jsonl").read_text().splitlines()
+    ]
     assert len(flows) == connections == len(server.received)
-    assert all(f["agent_id"] == "test-agent" and f["verdict"]["model_version"] == "7" for f in flows)
+    assert all(
+        f["agent_id"] == "test-agent" and f["verdict"]["model_version"] == "7" for f in flows
+    )
     assert {f["verdict"]["label"] for f in flows} <= {"normal", "attack"}
     assert len((tmp_path / "logs" / "traffic.txt").read_text().splitlines()) == connections
     assert len(rdpcap(str(tmp_path / "logs" / "capture.pcap"))) == 431
@@ -78,21 +108,38 @@ def test_only_the_records_the_server_rejects_are_dropped(tmp_path):
     total = extracted_rows(PCAPS / "masscan_tcp_0_1000.pcap", tmp_path)
     for named in (True, False):  # the server names them, or the agent finds them by halving
         log_dir = tmp_path / f"logs-{named}"
-        with ClassifyServer(reject=lambda f: f["dst_port"] % 97 == 0, name_rejected=named) as server:
+        with ClassifyServer(
+            reject=lambda f: f["dst_port"] % 97 == 0, name_rejected=named
+        ) as server:
             result = agent_run(PCAPS / "masscan_tcp_0_1000.pcap", server.url, log_dir)
             received = server.received
         summary = json.loads((log_dir / "summary.json").read_text())
         rejected = summary["flows_rejected"]
         assert result.returncode == 1 and "rejected by the server" in result.stderr
-        assert 0 < rejected < 20 and summary["flows_classified"] == len(received) == total - rejected
+        assert (
+            0 < rejected < 20 and summary["flows_classified"] == len(received) == total - rejected
+        )
         assert all(f["dst_port"] % 97 for f in received)
 
 
 def test_sender_exits_when_the_main_process_is_killed(tmp_path):
     log_dir = tmp_path / "logs"
-    proc = subprocess.Popen([*AGENT, "run", "--pcap", str(PCAPS / "synflood_spoofed.pcap"), "--server",
-                             f"http://127.0.0.1:{free_port()}", "--log-dir", str(log_dir), "--drain-timeout", "600"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *AGENT,
+            "run",
+            "--pcap",
+            str(PCAPS / "synflood_spoofed.pcap"),
+            "--server",
+            f"http://127.0.0.1:{free_port()}",
+            "--log-dir",
+            str(log_dir),
+            "--drain-timeout",
+            "600",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not list((log_dir / "spool").glob("batch-*.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -107,26 +154,51 @@ def test_sender_exits_when_the_main_process_is_killed(tmp_path):
 def test_server_down_then_up_spools_and_classifies_everything(tmp_path):
     port = free_port()
     log_dir = tmp_path / "logs"
-    proc = subprocess.Popen([*AGENT, "run", "--pcap", str(PCAPS / "masscan_tcp_0_1000.pcap"), "--server",
-                             f"http://127.0.0.1:{port}", "--log-dir", str(log_dir), "--drain-timeout", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *AGENT,
+            "run",
+            "--pcap",
+            str(PCAPS / "masscan_tcp_0_1000.pcap"),
+            "--server",
+            f"http://127.0.0.1:{port}",
+            "--log-dir",
+            str(log_dir),
+            "--drain-timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not list((log_dir / "spool").glob("batch-*.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert list((log_dir / "spool").glob("batch-*.json")), "nothing was spooled while the server was down"
+    assert list((log_dir / "spool").glob("batch-*.json")), (
+        "nothing was spooled while the server was down"
+    )
     with ClassifyServer(port=port) as server:
         _, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 0, stderr
     summary = json.loads((log_dir / "summary.json").read_text())
     assert summary["flows_lost"] == 0 and summary["flows_spooled"] == 0
-    assert summary["flows_classified"] == summary["connections_emitted"] == len(server.received) > 1000
+    assert (
+        summary["flows_classified"] == summary["connections_emitted"] == len(server.received) > 1000
+    )
     assert not list((log_dir / "spool").glob("batch-*.json"))
     assert "server unavailable" in stderr
 
 
 def test_spool_limit_loses_flows_and_says_so(tmp_path):
-    result = agent_run(PCAPS / "synflood_spoofed.pcap", f"http://127.0.0.1:{free_port()}", tmp_path / "logs",
-                       "--spool-mb", "1", "--drain-timeout", "0")
+    result = agent_run(
+        PCAPS / "synflood_spoofed.pcap",
+        f"http://127.0.0.1:{free_port()}",
+        tmp_path / "logs",
+        "--spool-mb",
+        "1",
+        "--drain-timeout",
+        "0",
+    )
     summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
     assert summary["flows_lost"] > 0 and summary["flows_spooled"] > 0
     assert summary["flows_lost"] + summary["flows_spooled"] == summary["connections_emitted"]
@@ -135,13 +207,30 @@ def test_spool_limit_loses_flows_and_says_so(tmp_path):
 
 def test_capture_pcap_is_valid_after_sigterm(tmp_path):
     with ClassifyServer() as server:
-        proc = subprocess.Popen([*AGENT, "run", "--pcap", str(PCAPS / "synflood_spoofed.pcap"), "--server", server.url,
-                                 "--log-dir", str(tmp_path / "logs")], stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                *AGENT,
+                "run",
+                "--pcap",
+                str(PCAPS / "synflood_spoofed.pcap"),
+                "--server",
+                server.url,
+                "--log-dir",
+                str(tmp_path / "logs"),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(2.5)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    check = subprocess.run(["tcpdump", "-nr", str(tmp_path / "logs" / "capture.pcap")], capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        ["tcpdump", "-nr", str(tmp_path / "logs" / "capture.pcap")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert check.returncode == 0, check.stderr
     summary = json.loads((tmp_path / "logs" / "summary.json").read_text())
     assert len(check.stdout.splitlines()) == summary["packets_written_pcap"] > 0
@@ -149,6 +238,7 @@ def test_capture_pcap_is_valid_after_sigterm(tmp_path):
 
 def _pcapng_two_linktypes(path: Path) -> Path:
     """A pcapng whose first interface is Linux SLL (113) and second Ethernet (1), one TCP SYN each."""
+
     def block(kind: int, body: bytes) -> bytes:
         body += b"\0" * (-len(body) % 4)
         return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
@@ -156,10 +246,16 @@ def _pcapng_two_linktypes(path: Path) -> Path:
     ip_tcp = bytes(IP(src="10.9.0.1", dst="10.9.0.2") / TCP(sport=1234, dport=80, flags="S"))
     frames = [(0, b"\0\0\0\1\0\6" + b"\2" * 8 + b"\x08\0" + ip_tcp), (1, bytes(Ether() / ip_tcp))]
     data = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-    data += block(1, struct.pack("<HHI", 113, 0, 262144)) + block(1, struct.pack("<HHI", 1, 0, 262144))
+    data += block(1, struct.pack("<HHI", 113, 0, 262144)) + block(
+        1, struct.pack("<HHI", 1, 0, 262144)
+    )
     for n, (interface, frame) in enumerate(frames):
         ts = (1_700_000_000 + n) * 1_000_000
-        data += block(6, struct.pack("<IIIII", interface, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+        data += block(
+            6,
+            struct.pack("<IIIII", interface, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame))
+            + frame,
+        )
     path.write_bytes(data)
     return path
 
@@ -190,17 +286,40 @@ def test_logs_are_private_and_a_planted_symlink_is_refused(tmp_path):
 
 
 def test_token_is_not_sent_in_clear_text_to_another_host(tmp_path):
-    result = agent_run(PCAPS / "whois.pcap", "http://192.0.2.1:3000", tmp_path / "logs", token="s3cret")
+    result = agent_run(
+        PCAPS / "whois.pcap", "http://192.0.2.1:3000", tmp_path / "logs", token="s3cret"
+    )
     assert result.returncode == 2 and "clear text" in result.stderr
 
 
 def test_tls_with_a_private_ca_and_a_certificate_that_does_not_verify(tmp_path):
     cert, key = tmp_path / "server.pem", tmp_path / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     with ClassifyServer(token="t0k", tls=(str(cert), str(key))) as server:
-        trusted = agent_run(PCAPS / "whois.pcap", server.url, tmp_path / "ok", "--ca-cert", str(cert), token="t0k")
+        trusted = agent_run(
+            PCAPS / "whois.pcap", server.url, tmp_path / "ok", "--ca-cert", str(cert), token="t0k"
+        )
         untrusted = agent_run(PCAPS / "whois.pcap", server.url, tmp_path / "bad", token="t0k")
     assert trusted.returncode == 0, trusted.stderr
     assert json.loads((tmp_path / "ok" / "summary.json").read_text())["flows_classified"] == 1

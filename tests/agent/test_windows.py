@@ -10,9 +10,25 @@ H1, H2 = b"\x0a\0\0\x01", b"\x0a\0\0\x02"
 
 def ended(end, host=H1, service="http", port=1000, serror=False, rerror=False) -> Finished:
     flag = "S0" if serror else "REJ" if rerror else "SF"
-    return Finished(proto=TCP, orig=b"\x0a\0\0\x09", resp=host, orig_port=port, resp_port=80, start=end, last=end,
-                    orig_bytes=0, resp_bytes=0, flag=flag, service=service, urgent=0, wrong_fragment=0,
-                    established=not (serror or rerror), dialect=None, orig_payload=b"", resp_payload=b"")
+    return Finished(
+        proto=TCP,
+        orig=b"\x0a\0\0\x09",
+        resp=host,
+        orig_port=port,
+        resp_port=80,
+        start=end,
+        last=end,
+        orig_bytes=0,
+        resp_bytes=0,
+        flag=flag,
+        service=service,
+        urgent=0,
+        wrong_fragment=0,
+        established=not (serror or rerror),
+        dialect=None,
+        orig_payload=b"",
+        resp_payload=b"",
+    )
 
 
 class Windows:
@@ -22,13 +38,21 @@ class Windows:
         self.plugins = (TimeWindow(), HostWindow())
 
     def features(self, conn: Finished) -> dict:
-        return {name: value for p in self.plugins for name, value in zip(p.names, p.on_expire(conn), strict=True)}
+        return {
+            name: value
+            for p in self.plugins
+            for name, value in zip(p.names, p.on_expire(conn), strict=True)
+        }
 
 
 def test_connection_alone_counts_itself():
     f = Windows().features(ended(0.0))
     assert (f["count"], f["srv_count"], f["same_srv_rate"], f["diff_srv_rate"]) == (1, 1, 1.0, 0.0)
-    assert (f["dst_host_count"], f["dst_host_srv_count"], f["dst_host_same_src_port_rate"]) == (1, 1, 1.0)
+    assert (f["dst_host_count"], f["dst_host_srv_count"], f["dst_host_same_src_port_rate"]) == (
+        1,
+        1,
+        1.0,
+    )
 
 
 def test_two_second_window_expires():

@@ -25,14 +25,29 @@ def model_store(small_model, small_tables, tmp_path_factory):
     store = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{store}/mlflow.db"
     pipeline, meta, model_dir = small_model
-    tests = {"kddtest_plus": small_tables["kddtest_plus"], "kddtest_21": small_tables["kddtest_21"], "lab": small_tables["lab_test"]}
+    tests = {
+        "kddtest_plus": small_tables["kddtest_plus"],
+        "kddtest_21": small_tables["kddtest_21"],
+        "lab": small_tables["lab_test"],
+    }
     metrics, _ = evaluate(pipeline, meta, tests)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        params = {"prepare": {}, "train": SMALL_TRAIN_PARAMS, "register": {"min_kddtest_plus_accuracy": 0, "tolerance": 0}}
-        decision = register(pipeline, meta, model_dir, metrics, params, small_tables["kddtest_plus"].head(5),
-                            {"lab": small_tables["lab_test"], "kddtest_plus": small_tables["kddtest_plus"]})
+        params = {
+            "prepare": {},
+            "train": SMALL_TRAIN_PARAMS,
+            "register": {"min_kddtest_plus_accuracy": 0, "tolerance": 0},
+        }
+        decision = register(
+            pipeline,
+            meta,
+            model_dir,
+            metrics,
+            params,
+            small_tables["kddtest_plus"].head(5),
+            {"lab": small_tables["lab_test"], "kddtest_plus": small_tables["kddtest_plus"]},
+        )
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI")
@@ -47,8 +62,14 @@ def start_server(uri: str, token: str | None, port: int, *extra: str) -> subproc
     args = [sys.executable, "-m", "desy.cli", "serve", "--port", str(port), *extra]
     if token:
         args += ["--token", token]
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -60,7 +81,9 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None
                 return
         time.sleep(0.3)
     stderr = proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "(still running)"
-    pytest.fail(f"server at {url} not ready after {timeout:.0f} s, exit code {proc.poll()}:\n{stderr}")
+    pytest.fail(
+        f"server at {url} not ready after {timeout:.0f} s, exit code {proc.poll()}:\n{stderr}"
+    )
 
 
 def stop_server(proc: subprocess.Popen) -> None:

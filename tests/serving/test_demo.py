@@ -11,18 +11,34 @@ from tests.conftest import ROOT
 def test_demo_summarises_the_synthetic_capture(model_store, tmp_path):
     uri, version = model_store
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
-    result = subprocess.run([sys.executable, "-m", "desy.cli", "demo", "--log-dir", str(tmp_path / "demo")],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "desy.cli", "demo", "--log-dir", str(tmp_path / "demo")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model version {version}" in result.stdout
-    assert "top flagged talkers" in result.stdout and "192.168.10.66" in result.stdout  # the scanner
-    flows = [json.loads(line) for line in (tmp_path / "demo" / "flows.jsonl").read_text().splitlines()]
+    assert (
+        "top flagged talkers" in result.stdout and "192.168.10.66" in result.stdout
+    )  # the scanner
+    flows = [
+        json.loads(line) for line in (tmp_path / "demo" / "flows.jsonl").read_text().splitlines()
+    ]
     by_source = {}
     for flow in flows:
         by_source.setdefault(flow["src_ip"], []).append(flow["verdict"]["category"])
     scan = by_source["192.168.10.66"]
     assert len(scan) == 1024 and scan.count("probe") / len(scan) > 0.9
-    flood = [category for source, categories in by_source.items() if source.startswith("10.") for category in categories]
+    flood = [
+        category
+        for source, categories in by_source.items()
+        if source.startswith("10.")
+        for category in categories
+    ]
     assert len(flood) == 3000 and flood.count("dos") / len(flood) > 0.9
     client = by_source["192.168.10.5"]  # web and DNS sessions
     assert len(client) == 40 and client.count("normal") >= 36

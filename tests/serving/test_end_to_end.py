@@ -15,9 +15,25 @@ def test_agent_replays_a_capture_against_the_server(server, tmp_path):
     url, version = server
     pcap = PCAPS / "nmap_80_w_service_detection.pcap"
     logs = tmp_path / "logs"
-    result = subprocess.run([sys.executable, "-m", "capture_agent.cli", "run", "--pcap", str(pcap), "--server", url,
-                             "--log-dir", str(logs)], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, DESY_API_TOKEN=TOKEN), check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "capture_agent.cli",
+            "run",
+            "--pcap",
+            str(pcap),
+            "--server",
+            url,
+            "--log-dir",
+            str(logs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, DESY_API_TOKEN=TOKEN),
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((logs / "summary.json").read_text())
     flows = [json.loads(line) for line in (logs / "flows.jsonl").read_text().splitlines()]

@@ -26,8 +26,19 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def records(frame, n):
     """JSON-ready flow records from a prepared table."""
     rows = frame.head(n)[list(schema.FEATURE_NAMES)].to_dict(orient="records")
-    return [dict(row, src_ip="10.0.0.1", src_port=1234, dst_ip="10.0.0.2", dst_port=80,
-                 start_time=1.0, end_time=2.0, agent_id="t") for row in rows]
+    return [
+        dict(
+            row,
+            src_ip="10.0.0.1",
+            src_port=1234,
+            dst_ip="10.0.0.2",
+            dst_port=80,
+            start_time=1.0,
+            end_time=2.0,
+            agent_id="t",
+        )
+        for row in rows
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +55,26 @@ def test_classify_in_order_with_model_version(client, server, small_model, small
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model_version"] == server[1] == response.headers["x-model-version"]
-    expected = decide(pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]), meta["classes"], meta["threshold"])
+    expected = decide(
+        pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]),
+        meta["classes"],
+        meta["threshold"],
+    )
     got = body["results"]
     assert [r["label"] == "attack" for r in got] == expected.is_attack.tolist()
     assert [r["category"] for r in got] == expected.category.tolist()
-    assert np.allclose([r["attack_probability"] for r in got], expected.attack_probability, atol=1e-5)
+    assert np.allclose(
+        [r["attack_probability"] for r in got], expected.attack_probability, atol=1e-5
+    )
 
 
 def test_token_required_except_on_open_paths(client, small_tables):
     flows = {"flows": records(small_tables["kddtest_plus"], 1)}
     assert client.post("/classify", json=flows).status_code == 401
-    assert client.post("/classify", json=flows, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        client.post("/classify", json=flows, headers={"Authorization": "Bearer nope"}).status_code
+        == 401
+    )
     assert client.post("/any/new/endpoint", json={}).status_code == 401
     assert client.get("/").status_code == 401
     for path in ("/livez", "/readyz", "/metrics", "/docs.json"):
@@ -87,7 +107,9 @@ def test_bad_record_names_index_and_field(client, small_tables, case):
     else:
         flows[2][field] = value
     body = json.dumps({"flows": flows}).encode()  # json.dumps writes NaN, Infinity and 10**400
-    response = client.post("/classify", content=body, headers=AUTH | {"Content-Type": "application/json"})
+    response = client.post(
+        "/classify", content=body, headers=AUTH | {"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     (detail,) = response.json()["detail"]
     assert detail["loc"] == ["flows", 2, field] and detail["type"] == error
@@ -102,9 +124,13 @@ def test_many_bad_records_get_a_short_answer(client):
     assert len(response.content) < 10_000
 
 
-@pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "text/plain", "application/x-www-form-urlencoded"]
+)
 def test_other_content_types_are_415(client, content_type):
-    response = client.post("/classify", content=b'{"flows": []}', headers=AUTH | {"Content-Type": content_type})
+    response = client.post(
+        "/classify", content=b'{"flows": []}', headers=AUTH | {"Content-Type": content_type}
+    )
     assert response.status_code == 415
 
 
@@ -114,9 +140,13 @@ def test_openapi_declares_the_400_body(client):
     assert detail["type"] == "array"
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"flows": 5}', b'{"flows": [1]}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[]", b'{"flows": 5}', b'{"flows": [1]}', b"\xff\xfe"]
+)
 def test_malformed_bodies_are_400(client, body):
-    response = client.post("/classify", content=body, headers=AUTH | {"Content-Type": "application/json"})
+    response = client.post(
+        "/classify", content=body, headers=AUTH | {"Content-Type": "application/json"}
+    )
     assert response.status_code == 400, response.text
 
 
@@ -140,9 +170,16 @@ def test_chunked_body_with_a_small_content_length_is_refused(server):
     url, _ = server
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(f"POST /classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                     "Content-Type: application/json\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-        chunks = [b'{"flows": [', *[b" " * 2**20] * 20, b"]}", b""]  # 20 MiB of valid JSON, limit 16 MiB
+        sock.sendall(
+            f"POST /classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        chunks = [
+            b'{"flows": [',
+            *[b" " * 2**20] * 20,
+            b"]}",
+            b"",
+        ]  # 20 MiB of valid JSON, limit 16 MiB
         try:
             for chunk in chunks:
                 sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
@@ -160,7 +197,11 @@ def test_unknown_categoricals_are_accepted_encoded_and_counted(client, small_mod
     before = _metric(client, 'desy_unknown_categorical_total{feature="service"}')
     response = client.post("/classify", json={"flows": records(frame, 4)}, headers=AUTH)
     assert response.status_code == 200
-    expected = decide(pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]), meta["classes"], meta["threshold"])
+    expected = decide(
+        pipeline.predict_proba(frame[list(schema.FEATURE_NAMES)]),
+        meta["classes"],
+        meta["threshold"],
+    )
     assert [r["category"] for r in response.json()["results"]] == expected.category.tolist()
     assert _metric(client, 'desy_unknown_categorical_total{feature="service"}') == before + 2
     assert _metric(client, 'desy_unknown_categorical_total{feature="flag"}') >= 1
@@ -176,19 +217,38 @@ def _metric(client, name: str) -> float:
 
 @pytest.mark.slow
 def test_10k_malformed_requests_then_still_classifies(client, small_tables):
-    bad_bodies = [b"{", b'{"flows": [{}]}', b'{"flows": "x"}', json.dumps({"flows": [{"src_bytes": -1}]}).encode()]
+    bad_bodies = [
+        b"{",
+        b'{"flows": [{}]}',
+        b'{"flows": "x"}',
+        json.dumps({"flows": [{"src_bytes": -1}]}).encode(),
+    ]
     statuses = set()
     for index in range(10_000):
         headers = AUTH if index % 5 else {}
-        statuses.add(client.post("/classify", content=bad_bodies[index % 4], headers=headers | {"Content-Type": "application/json"}).status_code)
+        statuses.add(
+            client.post(
+                "/classify",
+                content=bad_bodies[index % 4],
+                headers=headers | {"Content-Type": "application/json"},
+            ).status_code
+        )
     assert statuses <= {400, 401, 422}
-    response = client.post("/classify", json={"flows": records(small_tables["kddtest_plus"], 10)}, headers=AUTH)
+    response = client.post(
+        "/classify", json={"flows": records(small_tables["kddtest_plus"], 10)}, headers=AUTH
+    )
     assert response.status_code == 200 and len(response.json()["results"]) == 10
 
 
 def test_refuses_public_address_without_token():
-    result = subprocess.run([sys.executable, "-m", "desy.cli", "serve", "--host", "0.0.0.0"],
-                            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "desy.cli", "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
     assert result.returncode == 2 and "without a token" in result.stderr
 
 
@@ -206,13 +266,24 @@ def test_ready_once_a_champion_appears_without_restart(model_store, tmp_path):
     proc = start_server(f"sqlite:///{store}", None, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: httpx.get(f"{url}/livez", timeout=2).status_code == 200, "server never came alive")
-        _wait(lambda: "retrying" in httpx.get(f"{url}/readyz", timeout=2).json()["status"], "/readyz never said why")
+        _wait(
+            lambda: httpx.get(f"{url}/livez", timeout=2).status_code == 200,
+            "server never came alive",
+        )
+        _wait(
+            lambda: "retrying" in httpx.get(f"{url}/readyz", timeout=2).json()["status"],
+            "/readyz never said why",
+        )
         assert httpx.get(f"{url}/readyz").status_code == 503
         assert httpx.post(f"{url}/classify", json={"flows": []}).status_code == 503
         registry.set_registered_model_alias("desy-nids", "champion", version)
-        _wait(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, "never ready after the champion appeared")
-        assert httpx.post(f"{url}/classify", json={"flows": []}).headers["x-model-version"] == str(version)
+        _wait(
+            lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
+            "never ready after the champion appeared",
+        )
+        assert httpx.post(f"{url}/classify", json={"flows": []}).headers["x-model-version"] == str(
+            version
+        )
     finally:
         stop_server(proc)
 
@@ -245,8 +316,15 @@ def _wait(condition, message: str, seconds: float = 120) -> None:
 
 def test_bentoml_build_packages_the_service(tmp_path):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    result = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", "-q"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("bentoml")), "build", "-q"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     built = list((tmp_path / "bentoml" / "bentos" / "desy_nids").glob("*/bento.yaml"))
     assert built and "serving.service:DesyNids" in built[0].read_text()
@@ -256,9 +334,24 @@ def test_schemathesis_finds_no_failure_against_the_openapi_document(server):
     """Property-based requests from the served OpenAPI document: every check (no 5xx, status
     codes and bodies as documented, schema-valid requests accepted, invalid ones refused)."""
     url, _ = server
-    result = subprocess.run([str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/docs.json",
-                             "-H", f"Authorization: Bearer {TOKEN}", "--checks", "all", "--max-examples", "300",
-                             "--generation-deterministic"], capture_output=True, text=True, timeout=900, check=False)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{url}/docs.json",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--checks",
+            "all",
+            "--max-examples",
+            "300",
+            "--generation-deterministic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-4000:]
 
 
