@@ -8,7 +8,13 @@ from tests.conftest import DATA
 
 def test_labelled_types_and_labels():
     frame = labelled(read_raw(DATA / "KDDTest-21.txt"))
-    assert list(frame.columns[:41]) == list(schema.FEATURE_NAMES)
+    assert list(frame.columns) == [
+        *schema.FEATURE_NAMES,
+        "label",
+        "category",
+        "is_attack",
+        "difficulty",
+    ]
     assert pd.api.types.is_string_dtype(frame["service"]) and frame["src_bytes"].dtype == "int64"
     assert frame["serror_rate"].dtype == "float64"
     assert set(frame["category"]) == set(schema.CATEGORIES)

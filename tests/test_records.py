@@ -14,7 +14,7 @@ from tests.conftest import PCAPS
 
 def test_the_server_model_has_the_record_fields_in_order():
     assert tuple(FlowRecord.model_fields) == records.RECORD_FIELDS
-    assert records.RECORD_FIELDS[: len(FEATURE_NAMES)] == FEATURE_NAMES
+    assert records.RECORD_FIELDS == (*FEATURE_NAMES, *records.CONTEXT_FIELDS)
     assert set(Verdict.model_fields) | {"model_version"} == set(records.Verdict.__annotations__)
     assert Verdict.model_json_schema()["properties"]["category"]["enum"] == list(CATEGORIES)
 

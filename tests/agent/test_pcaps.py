@@ -6,6 +6,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.utils import rdpcap
 
+from desy.records import ROW_FIELDS
 from desy.schema import FEATURE_NAMES, FLAGS, SERVICES
 from tests.agent.helpers import extract_file
 from tests.conftest import PCAPS
@@ -37,7 +38,7 @@ def synflood():
 def test_every_record_is_complete_and_in_vocabulary():
     records, _ = extract_file(PCAPS / "nmap_80_all.pcap")
     for record in records:
-        assert list(record)[:41] == list(FEATURE_NAMES)
+        assert tuple(record) == ROW_FIELDS
         assert record["service"] in SERVICES and record["flag"] in FLAGS
         assert all(0 <= record[k] <= 1 for k in FEATURE_NAMES if k.endswith("_rate"))
 
