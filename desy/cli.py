@@ -34,6 +34,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _store_url(url: str | None) -> str:
+    """The alert store's URL (the default one if None), checked; exits with a clear error."""
+    from alerts.store import check_url, default_url
+
+    url = url or default_url()
+    try:
+        check_url(url)
+    except ValueError as err:
+        typer.echo(f"error: alert store {url!r}: {err}", err=True)
+        raise typer.Exit(2) from None
+    return url
+
+
 def server_home(port: int) -> Path:
     """BentoML's home for the server on this port: its Prometheus files are its own (BentoML
     wipes the directory at start, so servers sharing one home wipe each other's /metrics)."""
@@ -54,6 +67,16 @@ def serve(
         bool, typer.Option(help="Allow a non-loopback address without a token.")
     ] = False,
     max_body_mb: Annotated[int, typer.Option(help="Largest /classify body accepted, MiB.")] = 16,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DESY_STORE_URL",
+            help="Alert store: sqlite:///file or postgresql://user@host/db "
+            "(default: a SQLite file under ~/.local/share/desy).",
+        ),
+    ] = None,
+    store: Annotated[bool, typer.Option(help="Record attack verdicts in the alert store.")] = True,
+    store_all: Annotated[bool, typer.Option(help="Record normal verdicts too.")] = False,
 ) -> None:
     """Serve models:/desy-nids@champion over HTTP with BentoML (POST /classify, /livez, /readyz, /metrics)."""
     if not is_loopback(host) and not token and not insecure:
@@ -79,6 +102,8 @@ def serve(
         BENTOML_DO_NOT_TRACK="true",
         BENTOML_HOME=str(server_home(port)),
     )
+    env["DESY_STORE_URL"] = absolute_store(_store_url(store_url)) if store else ""
+    env["DESY_STORE_ALL"] = "1" if store_all else "0"
     if token:
         env["DESY_API_TOKEN"] = token
     else:

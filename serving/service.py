@@ -5,7 +5,10 @@ environment: MLFLOW_TRACKING_URI (default sqlite:///mlruns/mlflow.db), DESY_API_
 token for every path but health, metrics and the OpenAPI document), DESY_WORKERS (processes,
 default 1), DESY_MAX_BODY_BYTES (default 16 MiB), DESY_HEADER_TIMEOUT (seconds a connection may
 take to send its request headers, default 10), DESY_ACCESS_LOG=1 (a log line per request; off by
-default, it costs a third of a single-flow request's time).
+default, it costs a third of a single-flow request's time), DESY_STORE_URL (the alert store, see
+alerts/store.py; empty: no store), DESY_STORE_ALL=1 (store normal verdicts too),
+DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_FLUSH_SECONDS (how often queued verdicts are
+written, default 0.5).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field, ValidationError, WithJsonSchema
 from starlette.responses import JSONResponse
 
+from alerts.store import Store, engine_for
 from desy import schema
 from desy.records import CLASSIFY_PATH, model_columns
 from serving.guard import SERVED, Guard
 from serving.model import Champion, load_champion
+from serving.recorder import Recorder
 from serving.schemas import (
     FLOWS_SCHEMA,
     MAX_FLOWS,
@@ -105,7 +110,31 @@ UNKNOWN_VALUES = bentoml.metrics.Counter(
     labelnames=["feature"],
 )
 
+STORE_WRITTEN = bentoml.metrics.Counter(
+    name="desy_store_verdicts_written_total",
+    documentation="Verdicts written to the alert store (attacks stored, all counted per minute).",
+)
+STORE_DROPPED = bentoml.metrics.Counter(
+    name="desy_store_verdicts_dropped_total",
+    documentation="Verdicts not written to the alert store: its queue was full or it was down at shutdown.",
+)
+
 _VOCABULARY = {name: frozenset(values) for name, values in schema.CATEGORICAL.items()}
+
+
+def _recorder() -> Recorder | None:
+    """The alert store's writer, if DESY_STORE_URL names a store."""
+    url = os.environ.get("DESY_STORE_URL", "")
+    if not url:
+        return None
+    return Recorder(
+        Store(engine_for(url)),
+        keep_normal=os.environ.get("DESY_STORE_ALL") == "1",
+        retention_days=float(os.environ.get("DESY_STORE_RETENTION_DAYS", "30")),
+        flush_interval=float(os.environ.get("DESY_STORE_FLUSH_SECONDS", "0.5")),
+        on_written=STORE_WRITTEN.inc,
+        on_dropped=STORE_DROPPED.inc,
+    )
 
 
 @bentoml.service(
@@ -120,7 +149,14 @@ class DesyNids:
     def __init__(self) -> None:
         self.champion: Champion | None = None
         self.load_error: str | None = None
+        self.recorder = _recorder()
         threading.Thread(target=self._load, name="desy-model-loader", daemon=True).start()
+
+    @bentoml.on_shutdown
+    def _close_store(self) -> None:
+        """Write the verdicts still queued for the alert store before the worker exits."""
+        if self.recorder is not None:
+            self.recorder.close()
 
     def _load(self) -> None:
         """Load the champion, retrying with backoff (1 s doubling to 60 s) while the registry is
@@ -167,6 +203,8 @@ class DesyNids:
         _count_unknown(columns)
         results = champion.classify(columns) if records else []
         FLOWS_CLASSIFIED.inc(len(results))
+        if self.recorder is not None and results:
+            self.recorder.submit(champion.version, records, results)
         for result in results:
             if result["label"] == "attack":
                 ATTACKS.labels(category=result["category"]).inc()

@@ -3,7 +3,11 @@ subset and the lab's training runs."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,55 @@ def small_model(small_tables, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model")
     save(pipeline, meta, model_dir)
     return pipeline, meta, model_dir
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    return found[-1].parent
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL (Debian's package): a temporary cluster on a Unix socket, trust auth,
+    for the session. As root it runs as the postgres user, which PostgreSQL requires."""
+    bindir = _postgres_bin()
+    directory = Path(tempfile.mkdtemp(prefix="desy-pg-"))
+    user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if user:
+        shutil.chown(directory, "postgres")
+    data, log = directory / "data", directory / "log"
+    subprocess.run(
+        [*user, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-k {directory} -c listen_addresses='' -c fsync=off -c max_connections=200"
+    subprocess.run(
+        [*user, bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@/postgres?host={directory}"
+    finally:
+        subprocess.run(
+            [*user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_home(tmp_path_factory):
+    """Servers started by the tests keep their default alert store in a temporary directory, not
+    in the user's ~/.local/share."""
+    saved = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = saved

@@ -1,0 +1,190 @@
+"""Writing verdicts to the alert store, and keeping it within its retention.
+
+One code path over SQLite (the default: a file, WAL, safe with several server workers) and
+PostgreSQL (`DESY_STORE_URL=postgresql://user@host/db`), through SQLAlchemy Core; the schema is
+created and upgraded by Alembic (`migrate`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy.engine import make_url
+
+from alerts.tables import agents, alerts, verdict_counts
+from desy.schema import FEATURE_NAMES
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Alembic's version table: its own name, so the store can share a database with MLflow's.
+VERSION_TABLE = "desy_store_version"
+
+
+def default_url() -> str:
+    """DESY_STORE_URL, else a SQLite file under ~/.local/share/desy/ (XDG_DATA_HOME)."""
+    if os.environ.get("DESY_STORE_URL"):
+        return os.environ["DESY_STORE_URL"]
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{data / 'desy' / 'alerts.db'}"
+
+
+def check_url(url: str) -> None:
+    """ValueError unless url names a SQLite file or a PostgreSQL database."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception as err:  # noqa: BLE001 (SQLAlchemy's ArgumentError, or a bad port, etc.)
+        raise ValueError(f"not a database URL ({err})") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"the alert store is SQLite or PostgreSQL, not {backend}")
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for a store URL: PostgreSQL through psycopg 3; SQLite in WAL mode, waiting up to
+    30 s for another writer, its directory created."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the store's schema to the latest migration."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A record and its verdict, as the server answered them."""
+
+    received_at: float
+    model_version: str
+    record: Mapping[str, Any]
+    verdict: Mapping[str, Any]
+
+
+class Store:
+    """The alert store behind one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        self._insert = insert
+
+    def write(self, batch: Iterable[Classified], keep_normal: bool = False) -> int:
+        """Store the attack verdicts of batch (every verdict if keep_normal), count all of them
+        per minute, agent and category, and note each agent's last contact; one transaction.
+        Returns the number of rows stored."""
+        rows, counts, seen = [], Counter(), {}
+        for item in batch:
+            record, verdict = item.record, item.verdict
+            agent = record.get("agent_id", "")
+            counts[(int(item.received_at // 60), agent, verdict["category"])] += 1
+            seen[agent] = (item.received_at, item.model_version)
+            if keep_normal or verdict["label"] == "attack":
+                rows.append(_alert_row(item))
+        with self.engine.begin() as connection:
+            if rows:
+                connection.execute(alerts.insert(), rows)
+            if counts:
+                connection.execute(
+                    self._count_upsert(),
+                    [
+                        {"minute": m, "agent_id": a, "category": c, "flows": n}
+                        for (m, a, c), n in counts.items()
+                    ],
+                )
+            if seen:
+                connection.execute(
+                    self._agent_upsert(),
+                    [
+                        {"agent_id": a, "last_seen": t, "model_version": v}
+                        for a, (t, v) in seen.items()
+                    ],
+                )
+        return len(rows)
+
+    def _count_upsert(self) -> Any:
+        statement = self._insert(verdict_counts)
+        return statement.on_conflict_do_update(
+            index_elements=["minute", "agent_id", "category"],
+            set_={"flows": verdict_counts.c.flows + statement.excluded.flows},
+        )
+
+    def _agent_upsert(self) -> Any:
+        statement = self._insert(agents)
+        later = (
+            func.greatest if self.engine.dialect.name == "postgresql" else func.max
+        )  # SQLite's 2-argument max
+        return statement.on_conflict_do_update(
+            index_elements=["agent_id"],
+            set_={
+                "last_seen": later(agents.c.last_seen, statement.excluded.last_seen),
+                "model_version": statement.excluded.model_version,
+            },
+        )
+
+    def purge(self, older_than: float) -> int:
+        """Delete alerts received and counts taken before older_than (epoch seconds); returns
+        the number of alerts deleted."""
+        with self.engine.begin() as connection:
+            deleted = connection.execute(
+                delete(alerts).where(alerts.c.received_at < older_than)
+            ).rowcount
+            connection.execute(
+                delete(verdict_counts).where(verdict_counts.c.minute < int(older_than // 60))
+            )
+        return deleted
+
+    def alert_count(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(alerts)).scalar_one()
+
+
+def _alert_row(item: Classified) -> dict[str, Any]:
+    record, verdict = item.record, item.verdict
+    return {
+        "received_at": item.received_at,
+        "agent_id": record.get("agent_id", ""),
+        "model_version": item.model_version,
+        "label": verdict["label"],
+        "category": verdict["category"],
+        "attack_probability": verdict["attack_probability"],
+        "src_ip": record.get("src_ip", ""),
+        "src_port": record.get("src_port", 0),
+        "dst_ip": record.get("dst_ip", ""),
+        "dst_port": record.get("dst_port", 0),
+        "start_time": record.get("start_time", 0.0),
+        "end_time": record.get("end_time", 0.0),
+        "protocol_type": record["protocol_type"],
+        "service": record["service"],
+        "flag": record["flag"],
+        "features": {name: record[name] for name in FEATURE_NAMES},
+    }

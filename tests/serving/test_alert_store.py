@@ -1,0 +1,54 @@
+"""A real `desy serve` (two workers) recording attack verdicts in the alert store, across a restart."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import func, select
+
+from alerts.store import engine_for
+from alerts.tables import alerts, verdict_counts
+from desy.records import record
+from desy.schema import FEATURE_NAMES
+from tests.agent.helpers import extract_file
+from tests.conftest import PCAPS, free_port
+from tests.serving.conftest import start_server, stop_server, wait_ready
+
+
+def test_a_restart_mid_run_loses_no_attack_verdict(model_store, tmp_path, monkeypatch):
+    uri, version = model_store
+    monkeypatch.setenv("DESY_STORE_FLUSH_SECONDS", "600")  # only the shutdown hook writes
+    store = f"sqlite:///{tmp_path}/alerts.db"
+    flood, normal = (
+        extract_file(PCAPS / name)[0]
+        for name in ("synflood_spoofed.pcap", "tcp_two_way_all_flags.pcap")
+    )
+    rows = [row for pair in zip(flood[:3000], normal[:3000], strict=True) for row in pair]
+    flows = [record(tuple(row.values()), f"agent-{i % 3}") for i, row in enumerate(rows)]
+    attacks = 0
+    for half in (
+        flows[:3000],
+        flows[3000:],
+    ):  # the server is stopped and started between the halves
+        port = free_port()
+        proc = start_server(uri, None, port, "--workers", "2", "--store-url", store)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc)
+            for start in range(0, len(half), 500):
+                answer = httpx.post(
+                    f"{url}/classify", json={"flows": half[start : start + 500]}, timeout=60
+                )
+                assert answer.status_code == 200, answer.text
+                attacks += sum(v["label"] == "attack" for v in answer.json()["results"])
+        finally:
+            stop_server(proc)
+    assert 0 < attacks < len(flows)  # both kinds of verdict were sent
+    engine = engine_for(store)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(alerts)).scalar_one() == attacks
+        assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == len(
+            flows
+        )
+        one = connection.execute(select(alerts).limit(1)).one()
+    assert one.model_version == version and one.agent_id.startswith("agent-")
+    assert set(one.features) == set(FEATURE_NAMES)

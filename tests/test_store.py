@@ -1,0 +1,182 @@
+"""The alert store on SQLite and on a real PostgreSQL: migration from an empty database, writes,
+per-minute counts, retention, several writers at once, and the server's background recorder."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, func, inspect, select, text
+
+from alerts.store import Classified, Store, engine_for, migrate
+from alerts.tables import agents, verdict_counts
+from desy.schema import FEATURE_NAMES
+from serving.recorder import Recorder
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/alerts.db"
+    server = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server.replace("/postgres?", f"/{name}?")
+
+
+def record(agent: str = "a1", src: str = "10.0.0.1", service: str = "http") -> dict:
+    features = dict.fromkeys(FEATURE_NAMES, 0)
+    features.update(protocol_type="tcp", service=service, flag="S0", src_bytes=12)
+    return features | {
+        "src_ip": src,
+        "src_port": 4000,
+        "dst_ip": "10.0.0.2",
+        "dst_port": 80,
+        "start_time": 1.0,
+        "end_time": 2.0,
+        "agent_id": agent,
+    }
+
+
+ATTACK = {"label": "attack", "attack_probability": 0.93, "category": "dos"}
+NORMAL = {"label": "normal", "attack_probability": 0.02, "category": "normal"}
+
+
+def ready_store(url: str) -> Store:
+    engine = engine_for(url)
+    migrate(engine)
+    return Store(engine)
+
+
+def test_migration_from_an_empty_database_is_repeatable(store_url):
+    engine = engine_for(store_url)
+    migrate(engine)
+    migrate(engine)  # already at the latest revision: nothing to do
+    assert {"alerts", "verdict_counts", "agents", "desy_store_version"} <= set(
+        inspect(engine).get_table_names()
+    )
+    with engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
+            == "0001"
+        )
+
+
+def test_attacks_are_stored_and_every_verdict_counted(store_url):
+    store = ready_store(store_url)
+    at = 1_800_000_000.0
+    batch = [
+        Classified(at, "5", record("a1"), ATTACK),
+        Classified(at + 1, "5", record("a1"), NORMAL),
+        Classified(at + 2, "6", record("a2", service="ftp"), ATTACK),
+    ]
+    assert store.write(batch) == 2
+    assert store.alert_count() == 2
+    with store.engine.connect() as connection:
+        counts = {
+            (row.agent_id, row.category): row.flows
+            for row in connection.execute(select(verdict_counts))
+        }
+        seen = {
+            row.agent_id: (row.last_seen, row.model_version)
+            for row in connection.execute(select(agents))
+        }
+        stored = connection.execute(
+            text("SELECT features, service FROM alerts WHERE agent_id = 'a2'")
+        ).one()
+    assert counts == {("a1", "dos"): 1, ("a1", "normal"): 1, ("a2", "dos"): 1}
+    assert seen == {"a1": (at + 1, "5"), "a2": (at + 2, "6")}
+    features = stored[0] if isinstance(stored[0], dict) else __import__("json").loads(stored[0])
+    assert list(features) == list(FEATURE_NAMES) and stored[1] == "ftp"
+    store.write(
+        [Classified(at - 100, "4", record("a1"), ATTACK)]
+    )  # an older answer does not move last seen back
+    assert store.write(batch, keep_normal=True) == 3
+    with store.engine.connect() as connection:
+        assert (
+            connection.execute(
+                select(agents.c.last_seen).where(agents.c.agent_id == "a1")
+            ).scalar_one()
+            == at + 1
+        )
+        assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == 7
+
+
+def test_retention_deletes_old_alerts_and_counts(store_url):
+    store = ready_store(store_url)
+    store.write(
+        [Classified(1_000.0, "5", record(), ATTACK), Classified(90_000.0, "5", record(), ATTACK)]
+    )
+    assert store.purge(older_than=50_000.0) == 1
+    assert store.alert_count() == 1
+    with store.engine.connect() as connection:
+        assert (
+            connection.execute(select(func.count()).select_from(verdict_counts)).scalar_one() == 1
+        )
+
+
+def _writer(url: str, agent: str, batches: int) -> None:
+    store = Store(engine_for(url))
+    for i in range(batches):
+        store.write(
+            [
+                Classified(
+                    1_800_000_000.0 + i, "5", record(agent, src=f"10.1.{i % 250}.{n}"), ATTACK
+                )
+                for n in range(20)
+            ]
+        )
+
+
+def test_several_writers_at_once_lose_nothing(store_url):
+    store = ready_store(store_url)
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_writer, args=(store_url, f"agent{k}", 50)) for k in range(4)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+        assert process.exitcode == 0
+    assert store.alert_count() == 4 * 50 * 20
+    with store.engine.connect() as connection:
+        assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == 4000
+        assert connection.execute(select(func.count()).select_from(agents)).scalar_one() == 4
+
+
+def test_the_recorder_writes_every_queued_verdict_at_close(store_url):
+    written = []
+    recorder = Recorder(
+        Store(engine_for(store_url)), flush_interval=0.05, on_written=written.append
+    )
+    for i in range(30):
+        recorder.submit("5", [record(src=f"10.2.0.{i}")] * 10, [ATTACK] * 10)
+    recorder.close()
+    assert sum(written) == 300
+    assert Store(engine_for(store_url)).alert_count() == 300
+
+
+def test_an_absent_store_never_blocks_and_counts_what_it_drops(tmp_path):
+    dropped = []
+    down = "postgresql://postgres@/postgres?host=" + str(tmp_path / "no-server-here")
+    recorder = Recorder(
+        Store(engine_for(down)), max_pending=100, flush_interval=0.05, on_dropped=dropped.append
+    )
+    started = time.monotonic()
+    for _ in range(10):
+        recorder.submit("5", [record()] * 30, [ATTACK] * 30)
+    assert time.monotonic() - started < 1.0  # the request path only appends to a queue
+    assert recorder.dropped >= 300 - 100 and sum(dropped) == recorder.dropped
+    closer = threading.Thread(target=recorder.close)
+    closer.start()
+    closer.join(15)
+    assert not closer.is_alive()
+    assert sum(dropped) == 300  # the ones queued are counted too when it stops with the store down
