@@ -163,9 +163,36 @@ class Store:
             )
         return deleted
 
+    def shrink(self, max_bytes: int) -> int:
+        """SQLite: delete the oldest alerts (a tenth at a time) until the data fits in max_bytes;
+        the freed pages are reused, the file itself does not shrink. Returns the number deleted
+        (always 0 on PostgreSQL, whose size the operator manages)."""
+        if self.engine.dialect.name != "sqlite":
+            return 0
+        deleted = 0
+        with self.engine.begin() as connection:
+            while _sqlite_bytes(connection) > max_bytes:
+                count = connection.execute(select(func.count()).select_from(alerts)).scalar_one()
+                if not count:
+                    break
+                oldest = (
+                    select(alerts.c.id).order_by(alerts.c.received_at).limit(max(1, count // 10))
+                )
+                deleted += connection.execute(
+                    delete(alerts).where(alerts.c.id.in_(oldest))
+                ).rowcount
+        return deleted
+
     def alert_count(self) -> int:
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(alerts)).scalar_one()
+
+
+def _sqlite_bytes(connection: Any) -> int:
+    """Bytes of a SQLite database's pages in use."""
+    pragma = connection.exec_driver_sql
+    pages = pragma("PRAGMA page_count").scalar_one() - pragma("PRAGMA freelist_count").scalar_one()
+    return pages * pragma("PRAGMA page_size").scalar_one()
 
 
 def _alert_row(item: Classified) -> dict[str, Any]:

@@ -53,10 +53,10 @@ def flood_rss_mb(directory: Path) -> float:
             "-m",
             "capture_agent.cli",
             "extract",
+            "-q",
             str(pcap),
-            "--out",
+            "-o",
             str(directory / "flood.csv"),
-            "--quiet",
         ]
     )
     agent, peak = psutil.Process(proc.pid), 0

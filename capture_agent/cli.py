@@ -12,7 +12,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -20,7 +20,7 @@ import typer
 from capture_agent.extractor import Counters, Extractor, extract_file
 from capture_agent.logs import private_file
 from capture_agent.pcap import CaptureFileError, frames
-from capture_agent.table import Timeouts
+from capture_agent.table import Limits, Timeouts
 from desy.records import ROW_FIELDS
 
 #: One CSV line per record. No value ever needs quoting (numbers, addresses, service and flag
@@ -90,7 +90,9 @@ def extract(
     handle.write(",".join(ROW_FIELDS) + "\n")
     emitted = 0
     try:
-        for rows, progress in extract_file(pcap, timeouts, max_connections, parallel=workers > 1):
+        for rows, progress in extract_file(
+            pcap, timeouts, Limits(max_connections), parallel=workers > 1
+        ):
             handle.writelines([CSV_LINE % row for row in rows])
             emitted += len(rows)
             if isinstance(progress, Counters):
@@ -111,28 +113,26 @@ def extract(
         )
 
 
+TOKEN_FILE_HELP = (
+    "File holding the server's bearer token (default: the DESY_API_TOKEN environment variable; "
+    "never on the command line, where `ps` shows it)."
+)
+
+
+def file_option(help: str) -> Any:
+    """An option naming a file that must exist."""
+    return typer.Option(help=help, exists=True, dir_okay=False)
+
+
 @app.command()
 def run(
     server: Annotated[str, typer.Option(help="Model server base URL, e.g. http://127.0.0.1:3000.")],
     iface: Annotated[str | None, typer.Option(help="Capture live from this interface.")] = None,
-    pcap: Annotated[
-        Path | None, typer.Option(help="Replay this pcap/pcapng file.", exists=True, dir_okay=False)
-    ] = None,
-    token_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="File holding the server's bearer token (default: the DESY_API_TOKEN environment variable; never on the command line, where `ps` shows it).",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    pcap: Annotated[Path | None, file_option("Replay this pcap/pcapng file.")] = None,
+    token_file: Annotated[Path | None, file_option(TOKEN_FILE_HELP)] = None,
     ca_cert: Annotated[
         Path | None,
-        typer.Option(
-            help="CA certificate (PEM) that signed the server's certificate, for a private CA.",
-            exists=True,
-            dir_okay=False,
-        ),
+        file_option("CA certificate (PEM) that signed the server's certificate, for a private CA."),
     ] = None,
     insecure: Annotated[
         bool,
@@ -198,7 +198,7 @@ def run(
     )
     gc.freeze()  # leave start-up objects out of collections; keep default thresholds (httpx makes cycles)
     extractor = Extractor(
-        Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), max_connections
+        Timeouts(tcp_attempt_timeout, tcp_idle_timeout, udp=udp_timeout), Limits(max_connections)
     )
     agent = Agent(config, extractor, live=iface is not None)
     capture = None

@@ -17,7 +17,7 @@ from capture_agent.connection import Finished, as_finished
 from capture_agent.decode import Malformed, decode
 from capture_agent.features import RowBuilder
 from capture_agent.pcap import frames
-from capture_agent.table import DEFAULT_TIMEOUTS, MAX_PAYLOAD, ConnectionTable, Timeouts
+from capture_agent.table import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, ConnectionTable, Limits, Timeouts
 
 BATCH = 2048
 #: Payload bytes per batch at most (about): a batch is pickled whole to the parent process.
@@ -43,12 +43,9 @@ class Tracker:
     """Decoding and connection tracking: frames in time order → ended connections."""
 
     def __init__(
-        self,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        max_connections: int = 262_144,
-        max_payload: int = MAX_PAYLOAD,
+        self, timeouts: Timeouts = DEFAULT_TIMEOUTS, limits: Limits = DEFAULT_LIMITS
     ) -> None:
-        self.table = ConnectionTable(timeouts, max_connections, max_payload)
+        self.table = ConnectionTable(timeouts, limits)
         self.counters = Counters()
         self.latest = float("-inf")
 
@@ -93,12 +90,9 @@ class Extractor:
     (desy.records.ROW_FIELDS order) of connections as they end."""
 
     def __init__(
-        self,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        max_connections: int = 262_144,
-        max_payload: int = MAX_PAYLOAD,
+        self, timeouts: Timeouts = DEFAULT_TIMEOUTS, limits: Limits = DEFAULT_LIMITS
     ) -> None:
-        self.tracker = Tracker(timeouts, max_connections, max_payload)
+        self.tracker = Tracker(timeouts, limits)
         self.rows = RowBuilder()
 
     @property
@@ -122,10 +116,10 @@ class Extractor:
         return [row(conn) for conn in ended]
 
 
-def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> None:
+def _track_file(path: Path, timeouts: Timeouts, limits: Limits, pipe) -> None:
     """Child process: read and track path, sending batches of plain tuples, then the counters."""
     try:
-        for batch, packets in _tracked_batches(path, timeouts, max_connections):
+        for batch, packets in _tracked_batches(path, timeouts, limits):
             pipe.send(([tuple(conn) for conn in batch], packets))
     except Exception as err:  # noqa: BLE001 (any failure is reported in the parent, which raises it)
         pipe.send(err)
@@ -134,11 +128,11 @@ def _track_file(path: Path, timeouts: Timeouts, max_connections: int, pipe) -> N
 
 
 def _tracked_batches(
-    path: Path, timeouts: Timeouts, max_connections: int
+    path: Path, timeouts: Timeouts, limits: Limits
 ) -> Iterator[tuple[list, int | Counters]]:
     """(ended connections, packets read so far) in batches of at most BATCH connections and
     about BATCH_PAYLOAD payload bytes; the last item carries the Counters."""
-    tracker = Tracker(timeouts, max_connections)
+    tracker = Tracker(timeouts, limits)
     batch: list[Finished] = []
     payload = 0
     for frame, linktype, ts in frames(path):
@@ -158,14 +152,12 @@ def _tracked_batches(
 
 
 def _received_batches(
-    path: Path, timeouts: Timeouts, max_connections: int
+    path: Path, timeouts: Timeouts, limits: Limits
 ) -> Iterator[tuple[list, int | Counters]]:
     """The same batches, tracked by a child process (fork) while the caller computes features."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_track_file, args=(path, timeouts, max_connections, sender), daemon=True
-    )
+    child = context.Process(target=_track_file, args=(path, timeouts, limits, sender), daemon=True)
     child.start()
     sender.close()
     try:
@@ -187,7 +179,7 @@ def _received_batches(
 def extract_file(
     path: Path,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
-    max_connections: int = 262_144,
+    limits: Limits = DEFAULT_LIMITS,
     parallel: bool = True,
 ) -> Iterator[tuple[list[tuple], int | Counters]]:
     """Rows (desy.records.ROW_FIELDS order) of a capture file in batches, each with the packets
@@ -197,5 +189,5 @@ def extract_file(
     """
     row = RowBuilder().row
     batches = _received_batches if parallel else _tracked_batches
-    for batch, progress in batches(path, timeouts, max_connections):
+    for batch, progress in batches(path, timeouts, limits):
         yield [row(conn) for conn in batch], progress

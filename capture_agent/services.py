@@ -70,22 +70,15 @@ TCP_SERVICES: dict[int, str] = {
 }
 UDP_SERVICES: dict[int, str] = {53: "domain_u", 69: "tftp_u", 123: "ntp_u"}
 #: ICMP (type, code) → service; code None matches any code.
+# fmt: off
 ICMP_SERVICES: dict[tuple[int, int | None], str] = {
-    (8, None): "eco_i",
-    (0, None): "ecr_i",
-    (3, 3): "urp_i",
-    (3, None): "urh_i",
-    (5, None): "red_i",
-    (13, None): "tim_i",
-    (14, None): "tim_i",
+    (8, None): "eco_i", (0, None): "ecr_i", (3, 3): "urp_i", (3, None): "urh_i", (5, None): "red_i",
+    (13, None): "tim_i", (14, None): "tim_i",
 }
 ICMPV6_SERVICES: dict[tuple[int, int | None], str] = {
-    (128, None): "eco_i",
-    (129, None): "ecr_i",
-    (1, 4): "urp_i",
-    (1, None): "urh_i",
-    (137, None): "red_i",
+    (128, None): "eco_i", (129, None): "ecr_i", (1, 4): "urp_i", (1, None): "urh_i", (137, None): "red_i",
 }
+# fmt: on
 
 
 def service(proto: int, resp_port: int, icmp_type: int = -1, icmp_code: int = -1) -> str:

@@ -5,7 +5,7 @@ when the table is full (the least recently active half-open attempt is evicted f
 least recently active connection; each eviction is counted and the connection still emitted),
 or at the end of input. ICMP messages are connections of one packet, as in NSL-KDD.
 Payload kept for content inspection is capped per connection (CONTENT_CAP each way) and in total
-(`max_payload`, 64 MiB by default: bytes past it are counted, not kept).
+(`Limits.payload`, 64 MiB by default: bytes past it are counted, not kept).
 """
 
 from __future__ import annotations
@@ -39,18 +39,27 @@ class Timeouts:
 DEFAULT_TIMEOUTS = Timeouts()
 
 
+@dataclass(frozen=True)
+class Limits:
+    """State the table may hold: connections (past it the oldest are evicted, and counted) and
+    payload bytes kept for content inspection by all connections together."""
+
+    connections: int = 262_144
+    payload: int = MAX_PAYLOAD
+
+
+DEFAULT_LIMITS = Limits()
+
+
 class ConnectionTable:
     """Tracks live connections and yields them when they end."""
 
     def __init__(
-        self,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        max_connections: int = 262_144,
-        max_payload: int = MAX_PAYLOAD,
+        self, timeouts: Timeouts = DEFAULT_TIMEOUTS, limits: Limits = DEFAULT_LIMITS
     ) -> None:
         self.timeouts = timeouts
-        self.max_connections = max_connections
-        self.payload = PayloadBudget(max_payload)
+        self.max_connections = limits.connections
+        self.payload = PayloadBudget(limits.payload)
         self.attempts: OrderedDict[tuple, Connection] = OrderedDict()
         self.active: OrderedDict[tuple, Connection] = OrderedDict()
         self.udp: OrderedDict[tuple, Connection] = OrderedDict()

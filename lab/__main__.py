@@ -7,7 +7,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -22,12 +22,17 @@ app = typer.Typer(
 )
 
 
+def lab_param(key: str, help: str) -> Any:
+    """An option whose default is params.yaml's lab.<key>."""
+    return typer.Option(help=f"{help} (default: params.yaml lab.{key})")
+
+
 @app.command()
 def run(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Labelled flow table (CSV); its manifest goes beside it as .json. [default: params.yaml lab.table]"
+            help="Labelled flow table (CSV); its manifest goes beside it as .json. (default: params.yaml lab.table)"
         ),
     ] = None,
     scenario: Annotated[
@@ -35,20 +40,12 @@ def run(
         typer.Option("--scenario", "-s", help="Scenario to run (repeatable; default: all)."),
     ] = None,
     runs: Annotated[
-        int | None,
-        typer.Option(
-            help="Runs of each scenario; normal ones get twice as many. [default: params.yaml lab.runs]"
-        ),
+        int | None, lab_param("runs", "Runs of each scenario (normal ones: twice).")
     ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Seed of every run's parameters. [default: params.yaml lab.seed]"),
-    ] = None,
+    seed: Annotated[int | None, lab_param("seed", "Seed of every run's parameters.")] = None,
     max_attack_rows: Annotated[
         int | None,
-        typer.Option(
-            help="Attack connections kept per run at most (a uniform sample). [default: params.yaml lab.max_attack_rows]"
-        ),
+        lab_param("max_attack_rows", "Attack connections kept per run at most (a uniform sample)."),
     ] = None,
     workdir: Annotated[
         Path | None,

@@ -76,20 +76,17 @@ def stop_capture(proc: subprocess.Popen) -> str:
 
 def extract(pcap: Path, out: Path) -> None:
     """The agent's own extraction, exactly as in production."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capture_agent.cli",
-            "extract",
-            str(pcap),
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        check=True,
-        timeout=600,
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "capture_agent.cli",
+        "extract",
+        str(pcap),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    subprocess.run(argv, check=True, timeout=600)
 
 
 def play(

@@ -27,6 +27,8 @@ SSH_OPTS = (
     "-o",
     "LogLevel=ERROR",
 )
+#: curl fetching a URL and discarding the body, quietly.
+QUIET_CURL = ("curl", "-s", "-o", "/dev/null")
 WRONG_PASSWORDS = (
     "123456",
     "password",
@@ -170,7 +172,7 @@ def web_login(run: Run, client: Host) -> None:
     password = PASSWORD if run.rng.random() < 0.85 else run.rng.choice(WRONG_PASSWORDS)
     run.sh(
         client,
-        ["curl", "-s", "-o", "/dev/null", "-u", f"{USER}:{password}", f"http://{SERVER.ip}/admin/"],
+        [*QUIET_CURL, "-u", f"{USER}:{password}", f"http://{SERVER.ip}/admin/"],
     )
 
 
@@ -226,22 +228,12 @@ def ftp(run: Run, client: Host) -> None:
     )
     if mistyped:  # a user mistypes, then logs in with the right password
         run.sh(
-            client,
-            [
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                f"ftp://{USER}:{run.rng.choice(WRONG_PASSWORDS)}@{SERVER.ip}/",
-            ],
+            client, [*QUIET_CURL, f"ftp://{USER}:{run.rng.choice(WRONG_PASSWORDS)}@{SERVER.ip}/"]
         )
     run.sh(
         client,
         [
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
+            *QUIET_CURL,
             *(["--ftp-port", "-"] if run.rng.random() < 0.2 else []),
             f"ftp://{USER}:{PASSWORD}@{SERVER.ip}/{path}",
         ],
@@ -256,9 +248,7 @@ def mail(run: Run, client: Host) -> None:
         if proto == "pop3"
         else run.rng.choice(("/INBOX", "/INBOX;UID=1"))
     )
-    run.sh(
-        client, ["curl", "-s", "-o", "/dev/null", f"{proto}://{USER}:{password}@{SERVER.ip}{path}"]
-    )
+    run.sh(client, [*QUIET_CURL, f"{proto}://{USER}:{password}@{SERVER.ip}{path}"])
 
 
 def ntp(run: Run, client: Host) -> None:

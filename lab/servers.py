@@ -166,22 +166,9 @@ class Servers:
         (site / "admin" / "index.html").write_bytes(b"<html>admin</html>")
         crypted = run("openssl", "passwd", "-apr1", PASSWORD).stdout.strip()
         self._write("htpasswd", f"{USER}:{crypted}\n")
-        run(
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=srv.lab.test",
-            "-keyout",
-            str(self.dir / "tls.key"),
-            "-out",
-            str(self.dir / "tls.crt"),
-        )
+        key, cert = str(self.dir / "tls.key"), str(self.dir / "tls.crt")
+        request = "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=srv.lab.test"
+        run(*request.split(), "-keyout", key, "-out", cert)
 
     def _nginx(self, host) -> None:
         prefix = self.dir / f"nginx-{host.name}"

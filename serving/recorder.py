@@ -32,15 +32,13 @@ class Recorder:
         max_pending: int = 200_000,
         flush_interval: float = 0.5,
         retention_days: float = 30.0,
+        max_bytes: int = 1 << 30,
         on_written: Callable[[int], None] = lambda n: None,
         on_dropped: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.store, self.keep_normal = store, keep_normal
-        self.max_pending, self.flush_interval, self.retention = (
-            max_pending,
-            flush_interval,
-            retention_days * 86400,
-        )
+        self.max_pending, self.flush_interval = max_pending, flush_interval
+        self.retention, self.max_bytes = retention_days * 86400, max_bytes
         self.on_written, self.on_dropped = on_written, on_dropped
         self.queue: deque[tuple[float, str, Sequence[Any], Sequence[Any]]] = deque()
         self.pending = 0  # verdicts queued
@@ -90,10 +88,15 @@ class Recorder:
                 return
             if time.monotonic() - last_purge >= 60:
                 last_purge = time.monotonic()
-                self._until_ready(
-                    lambda: self.store.purge(time.time() - self.retention),
-                    "cannot purge the alert store",
-                )
+                self._until_ready(self._retain, "cannot purge the alert store")
+
+    def _retain(self) -> None:
+        """Delete alerts past the retention age, then (SQLite) the oldest past the size limit."""
+        self.store.purge(time.time() - self.retention)
+        if deleted := self.store.shrink(self.max_bytes):
+            log.warning(
+                "alert store over %d MiB: %d oldest alerts deleted", self.max_bytes >> 20, deleted
+            )
 
     def _take(self) -> list[Classified]:
         with self.lock:

@@ -7,7 +7,8 @@ default 1), DESY_MAX_BODY_BYTES (default 16 MiB), DESY_HEADER_TIMEOUT (seconds a
 take to send its request headers, default 10), DESY_ACCESS_LOG=1 (a log line per request; off by
 default, it costs a third of a single-flow request's time), DESY_STORE_URL (the alert store, see
 alerts/store.py; empty: no store), DESY_STORE_ALL=1 (store normal verdicts too),
-DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_FLUSH_SECONDS (how often queued verdicts are
+DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_MAX_MB (SQLite, default 1024),
+DESY_STORE_FLUSH_SECONDS (how often queued verdicts are
 written, default 0.5).
 """
 
@@ -132,6 +133,7 @@ def _recorder() -> Recorder | None:
         keep_normal=os.environ.get("DESY_STORE_ALL") == "1",
         retention_days=float(os.environ.get("DESY_STORE_RETENTION_DAYS", "30")),
         flush_interval=float(os.environ.get("DESY_STORE_FLUSH_SECONDS", "0.5")),
+        max_bytes=int(os.environ.get("DESY_STORE_MAX_MB", "1024")) << 20,
         on_written=STORE_WRITTEN.inc,
         on_dropped=STORE_DROPPED.inc,
     )
@@ -180,8 +182,7 @@ class DesyNids:
 
     @bentoml.api(route=CLASSIFY_PATH)
     def classify(
-        self,
-        flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
+        self, flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)]
     ) -> ClassifyResponse:
         """Verdicts for a batch of flow records, in request order."""
         champion = self.champion

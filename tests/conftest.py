@@ -19,6 +19,15 @@ PCAPS = SHARED / "pcaps"
 LAB_TABLE = ROOT / "lab" / "flows.csv"
 
 
+def run(argv: list, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command from the project's directory with its text output captured; the caller
+    checks the exit code."""
+    argv = [str(arg) for arg in argv]
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+    )
+
+
 def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         return sock.getsockname()[1]

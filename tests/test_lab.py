@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import random
-import subprocess
 import sys
 
 import pandas as pd
@@ -15,7 +14,7 @@ from lab.network import ATTACKER, CLIENTS, SERVER
 from lab.scenarios import SCENARIOS
 from lab.table import COLUMNS, cap_attacks, is_attack, label_rows
 from pipelines.prepare import FlowTableError, flows, split_runs
-from tests.conftest import LAB_TABLE, ROOT
+from tests.conftest import LAB_TABLE, run
 
 
 def test_labels_come_from_host_roles():
@@ -136,29 +135,21 @@ def test_a_bad_site_table_is_named_with_its_fault(tmp_path):
 def test_small_lab_run_with_real_tools(tmp_path):
     """normal users and an nmap SYN scan against the same server, captured and labelled."""
     out = tmp_path / "flows.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lab",
-            "run",
-            "-s",
-            "mixed-probe-syn",
-            "--runs",
-            "1",
-            "--seed",
-            "3",
-            "--out",
-            str(out),
-            "--workdir",
-            str(tmp_path / "work"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "lab",
+        "run",
+        "-s",
+        "mixed-probe-syn",
+        "--runs",
+        1,
+        "--seed",
+        3,
+        "--out",
+        out,
+    ]
+    done = run([*argv, "--workdir", tmp_path / "work"], 600)
     assert done.returncode == 0, done.stderr[-3000:]
     frame = flows([out])
     attacker = (frame["src_ip"] == ATTACKER.ip) | (frame["dst_ip"] == ATTACKER.ip)

@@ -7,6 +7,7 @@ import pytest
 from desy import schema
 from desy.inference import Decisions, OnnxModel, decide
 from desy.registry import META_FILE, ONNX_FILE
+from pipelines import config
 from pipelines.evaluate import evaluate
 from pipelines.model import choose_threshold
 from pipelines.register import ParityError, check_parity
@@ -90,11 +91,7 @@ def test_small_model_meets_its_own_budget(small_model):
 
 def test_evaluate_reports_every_metric(small_model, small_tables):
     pipeline, meta, _ = small_model
-    tables = {
-        "kddtest_plus": small_tables["kddtest_plus"],
-        "kddtest_21": small_tables["kddtest_21"],
-        "lab": small_tables["lab_test"],
-    }
+    tables = {name: small_tables[table] for name, table in config.TEST_SETS.items()}
     metrics, _ = evaluate(pipeline, meta, tables)
     for name in tables:
         for key in (

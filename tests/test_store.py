@@ -180,3 +180,23 @@ def test_an_absent_store_never_blocks_and_counts_what_it_drops(tmp_path):
     closer.join(15)
     assert not closer.is_alive()
     assert sum(dropped) == 300  # the ones queued are counted too when it stops with the store down
+
+
+def test_sqlite_keeps_under_its_size_limit_by_dropping_the_oldest(tmp_path):
+    store = ready_store(f"sqlite:///{tmp_path}/alerts.db")
+    for batch in range(20):
+        store.write(
+            [
+                Classified(
+                    1_800_000_000.0 + batch * 100 + n, "5", record(src=f"10.3.{batch}.{n}"), ATTACK
+                )
+                for n in range(100)
+            ]
+        )
+    assert store.alert_count() == 2000
+    deleted = store.shrink(max_bytes=256 * 1024)
+    assert 0 < deleted < 2000 and store.alert_count() == 2000 - deleted
+    with store.engine.connect() as connection:
+        oldest = connection.execute(text("SELECT min(received_at) FROM alerts")).scalar_one()
+    assert oldest > 1_800_000_000.0  # the oldest went first
+    assert store.shrink(max_bytes=256 * 1024) == 0  # it fits now

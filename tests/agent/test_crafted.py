@@ -16,6 +16,7 @@ from capture_agent.connection import CONTENT_CAP
 from capture_agent.extractor import Extractor
 from capture_agent.features.content import _command_lines, content_features
 from capture_agent.fragments import MAX_SPANS
+from capture_agent.table import Limits
 from tests.agent.helpers import records
 
 
@@ -76,7 +77,7 @@ def test_overlapping_fragments_keep_bounded_state():
 
 
 def test_payload_held_stays_within_the_budget_and_the_rest_is_counted():
-    extractor = Extractor(max_payload=1024 * 1024)
+    extractor = Extractor(limits=Limits(payload=1024 * 1024))
     flows, _ = run(crafted.http_flood(connections=100), extractor)
     payload = extractor.tracker.table.payload
     assert len(flows) == 100 and all(f["src_bytes"] == f["dst_bytes"] > 30_000 for f in flows)

@@ -23,6 +23,20 @@ from tests.conftest import PCAPS, free_port
 AGENT = [sys.executable, "-m", "capture_agent.cli"]
 
 
+def agent_argv(pcap: Path, server: str, log_dir: Path, *extra: str) -> list[str]:
+    return [
+        *AGENT,
+        "run",
+        "--pcap",
+        str(pcap),
+        "--server",
+        server,
+        "--log-dir",
+        str(log_dir),
+        *extra,
+    ]
+
+
 def agent_run(
     pcap: Path,
     server: str,
@@ -35,19 +49,7 @@ def agent_run(
         {"DESY_API_TOKEN": token} if token else {}
     )
     return subprocess.run(
-        [
-            *AGENT,
-            "run",
-            "--pcap",
-            str(pcap),
-            "--server",
-            server,
-            "--log-dir",
-            str(log_dir),
-            "--agent-id",
-            "test-agent",
-            *extra,
-        ],
+        agent_argv(pcap, server, log_dir, "--agent-id", "test-agent", *extra),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -125,18 +127,13 @@ def test_only_the_records_the_server_rejects_are_dropped(tmp_path):
 def test_sender_exits_when_the_main_process_is_killed(tmp_path):
     log_dir = tmp_path / "logs"
     proc = subprocess.Popen(
-        [
-            *AGENT,
-            "run",
-            "--pcap",
-            str(PCAPS / "synflood_spoofed.pcap"),
-            "--server",
+        agent_argv(
+            PCAPS / "synflood_spoofed.pcap",
             f"http://127.0.0.1:{free_port()}",
-            "--log-dir",
-            str(log_dir),
+            log_dir,
             "--drain-timeout",
             "600",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -155,18 +152,13 @@ def test_server_down_then_up_spools_and_classifies_everything(tmp_path):
     port = free_port()
     log_dir = tmp_path / "logs"
     proc = subprocess.Popen(
-        [
-            *AGENT,
-            "run",
-            "--pcap",
-            str(PCAPS / "masscan_tcp_0_1000.pcap"),
-            "--server",
+        agent_argv(
+            PCAPS / "masscan_tcp_0_1000.pcap",
             f"http://127.0.0.1:{port}",
-            "--log-dir",
-            str(log_dir),
+            log_dir,
             "--drain-timeout",
             "60",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -294,27 +286,9 @@ def test_token_is_not_sent_in_clear_text_to_another_host(tmp_path):
 
 def test_tls_with_a_private_ca_and_a_certificate_that_does_not_verify(tmp_path):
     cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    request = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
     subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
+        [*request.split(), "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True
     )
     with ClassifyServer(token="t0k", tls=(str(cert), str(key))) as server:
         trusted = agent_run(

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from pipelines import config
 from pipelines.evaluate import evaluate
 from pipelines.register import register
 from tests.conftest import ROOT, SMALL_TRAIN_PARAMS, free_port
@@ -25,11 +26,7 @@ def model_store(small_model, small_tables, tmp_path_factory):
     store = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{store}/mlflow.db"
     pipeline, meta, model_dir = small_model
-    tests = {
-        "kddtest_plus": small_tables["kddtest_plus"],
-        "kddtest_21": small_tables["kddtest_21"],
-        "lab": small_tables["lab_test"],
-    }
+    tests = {name: small_tables[table] for name, table in config.TEST_SETS.items()}
     metrics, _ = evaluate(pipeline, meta, tests)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -62,14 +59,12 @@ def start_server(uri: str, token: str | None, port: int, *extra: str) -> subproc
     args = [sys.executable, "-m", "desy.cli", "serve", "--port", str(port), *extra]
     if token:
         args += ["--token", token]
-    return subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    background = {
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.PIPE,
+        "start_new_session": True,
+    }
+    return subprocess.Popen(args, cwd=ROOT, env=env, **background)
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:

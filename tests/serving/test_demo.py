@@ -2,23 +2,16 @@
 
 import json
 import os
-import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import run
 
 
 def test_demo_summarises_the_synthetic_capture(model_store, tmp_path):
     uri, version = model_store
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
-    result = subprocess.run(
-        [sys.executable, "-m", "desy.cli", "demo", "--log-dir", str(tmp_path / "demo")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    result = run(
+        [sys.executable, "-m", "desy.cli", "demo", "--log-dir", tmp_path / "demo"], 600, env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model version {version}" in result.stdout

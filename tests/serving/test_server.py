@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from desy import schema
 from desy.inference import decide
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port, run
 from tests.serving.conftest import TOKEN, start_server, stop_server, wait_ready
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -241,14 +240,8 @@ def test_10k_malformed_requests_then_still_classifies(client, small_tables):
 
 
 def test_refuses_public_address_without_token():
-    result = subprocess.run(
-        [sys.executable, "-m", "desy.cli", "serve", "--host", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    serve = [sys.executable, "-m", "desy.cli", "serve", "--host", "0.0.0.0"]
+    result = run(serve, 60, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and "without a token" in result.stderr
 
 
@@ -316,15 +309,7 @@ def _wait(condition, message: str, seconds: float = 120) -> None:
 
 def test_bentoml_build_packages_the_service(tmp_path):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("bentoml")), "build", "-q"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run([Path(sys.executable).with_name("bentoml"), "build", "-q"], 300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     built = list((tmp_path / "bentoml" / "bentos" / "desy_nids").glob("*/bento.yaml"))
     assert built and "serving.service:DesyNids" in built[0].read_text()
@@ -334,24 +319,9 @@ def test_schemathesis_finds_no_failure_against_the_openapi_document(server):
     """Property-based requests from the served OpenAPI document: every check (no 5xx, status
     codes and bodies as documented, schema-valid requests accepted, invalid ones refused)."""
     url, _ = server
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("schemathesis")),
-            "run",
-            f"{url}/docs.json",
-            "-H",
-            f"Authorization: Bearer {TOKEN}",
-            "--checks",
-            "all",
-            "--max-examples",
-            "300",
-            "--generation-deterministic",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    schemathesis = [Path(sys.executable).with_name("schemathesis"), "run", f"{url}/docs.json"]
+    options = ["--checks", "all", "--max-examples", 300, "--generation-deterministic"]
+    result = run([*schemathesis, "-H", f"Authorization: Bearer {TOKEN}", *options], 900)
     assert result.returncode == 0, result.stdout[-4000:]
 
 
