@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 
+from alerts.addresses import address_key
+from alerts.suppression import Suppressions
 from alerts.tables import agents, alerts, verdict_counts
 from desy.schema import FEATURE_NAMES
 
@@ -92,6 +94,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.suppressions = Suppressions(engine)
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
@@ -110,6 +113,8 @@ class Store:
             seen[agent] = (item.received_at, item.model_version)
             if keep_normal or verdict["label"] == "attack":
                 rows.append(_alert_row(item))
+        if rows:
+            self.suppressions.apply(rows)
         with self.engine.begin() as connection:
             if rows:
                 connection.execute(alerts.insert(), rows)
@@ -214,4 +219,7 @@ def _alert_row(item: Classified) -> dict[str, Any]:
         "service": record["service"],
         "flag": record["flag"],
         "features": {name: record[name] for name in FEATURE_NAMES},
+        "status": "new",
+        "src_key": address_key(record.get("src_ip", "")),
+        "dst_key": address_key(record.get("dst_ip", "")),
     }

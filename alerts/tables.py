@@ -6,7 +6,19 @@ latest schema, for queries.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -33,8 +45,17 @@ alerts = Table(
     Column("service", String(64), nullable=False),
     Column("flag", String(8), nullable=False),
     Column("features", JSON, nullable=False),  # the 41 features by name
+    Column("status", String(16), nullable=False, server_default="new"),  # new, escalated, archived
+    Column(
+        "analyst_category", String(8)
+    ),  # an analyst's verdict: "normal" (false positive) or a category
+    Column("src_key", LargeBinary(16)),  # the address as 16 bytes (IPv4 mapped), for CIDR ranges
+    Column("dst_key", LargeBinary(16)),
     Index("ix_alerts_received_at", "received_at"),
     Index("ix_alerts_group", "category", "src_ip", "dst_ip"),
+    Index("ix_alerts_status_received", "status", "received_at"),
+    Index("ix_alerts_src_key", "src_key"),
+    Index("ix_alerts_dst_key", "dst_key"),
 )
 
 #: How many verdicts each agent got per minute and category (timelines, agent status).
@@ -54,4 +75,38 @@ agents = Table(
     Column("agent_id", String(128), primary_key=True),
     Column("last_seen", Float, nullable=False),
     Column("model_version", String(32), nullable=False),
+)
+
+#: What analysts did, to which alert group, when, and why: the audit trail.
+actions = Table(
+    "actions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", Float, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("category", String(8), nullable=False),
+    Column("src_ip", String(45), nullable=False),
+    Column("dst_ip", String(45), nullable=False),
+    Column("alerts", Integer, nullable=False),  # how many alerts it changed
+    Column("note", Text, nullable=False, server_default=""),
+    Index("ix_actions_group", "category", "src_ip", "dst_ip"),
+)
+
+#: Rules that archive new alerts as they are stored; every field set must match.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("created_at", Float, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("category", String(8)),
+    Column("src_cidr", String(49)),
+    Column("dst_cidr", String(49)),
+    Column("service", String(64)),
+    Column("reason", Text, nullable=False),
 )

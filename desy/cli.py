@@ -160,5 +160,57 @@ def demo(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DESY_STORE_URL",
+            help="The alert store `desy serve` writes (default: its default).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DESY_DASHBOARD_TOKEN",
+            help="Password for HTTP Basic auth (any user name: the analyst's).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address without a token.")
+    ] = False,
+) -> None:
+    """The analysts' dashboard over the alert store: inbox, triage, overview, agents, suppressions."""
+    import getpass
+
+    import uvicorn
+
+    from alerts.store import engine_for, migrate
+    from dashboard.app import create_app
+
+    if not is_loopback(host) and not token and not insecure:
+        typer.echo(
+            f"error: refusing to listen on {host} without a token: set DESY_DASHBOARD_TOKEN (or --token), "
+            "or pass --insecure",
+            err=True,
+        )
+        raise typer.Exit(2)
+    url = absolute_store(_store_url(store_url))
+    engine = engine_for(url)
+    migrate(engine)
+    typer.echo(
+        f"DeSy dashboard on http://{host}:{port} (alert store {engine.url.render_as_string()})",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(engine, token, local_user=getpass.getuser()),
+        host=host,
+        port=port,
+        log_level="warning",
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -152,7 +152,10 @@ class DesyNids:
         self.champion: Champion | None = None
         self.load_error: str | None = None
         self.recorder = _recorder()
-        threading.Thread(target=self._load, name="desy-model-loader", daemon=True).start()
+        if not self._try_load(
+            retry_in=1.0
+        ):  # a worker that can load the model now serves only with it
+            threading.Thread(target=self._load, name="desy-model-loader", daemon=True).start()
 
     @bentoml.on_shutdown
     def _close_store(self) -> None:
@@ -161,21 +164,26 @@ class DesyNids:
             self.recorder.close()
 
     def _load(self) -> None:
-        """Load the champion, retrying with backoff (1 s doubling to 60 s) while the registry is
-        down, locked or has no champion; /readyz says why meanwhile."""
+        """Load the champion in the background, retrying with backoff (1 s doubling to 60 s)
+        while the registry is down, locked or has no champion; /readyz says why meanwhile."""
         delay = 1.0
         while True:
-            try:
-                self.champion = load_champion()
-            except Exception as err:  # noqa: BLE001 (any failure of the registry or the download: retry)
-                self.load_error = str(err)
-                SERVED["status"] = f"cannot load the champion (retrying in {delay:.0f} s): {err}"
-                log.error("%s", SERVED["status"])
-                time.sleep(delay)
-                delay = min(delay * 2, 60.0)
-                continue
-            SERVED["version"], SERVED["status"] = self.champion.version, "ready"
-            return
+            time.sleep(delay)
+            delay = min(delay * 2, 60.0)
+            if self._try_load(retry_in=delay):
+                return
+
+    def _try_load(self, retry_in: float) -> bool:
+        """One attempt at loading the champion; on failure, say why and when the next one is."""
+        try:
+            self.champion = load_champion()
+        except Exception as err:  # noqa: BLE001 (any failure of the registry or the download: retry)
+            self.load_error = str(err)
+            SERVED["status"] = f"cannot load the champion (retrying in {retry_in:.0f} s): {err}"
+            log.error("%s", SERVED["status"])
+            return False
+        SERVED["version"], SERVED["status"] = self.champion.version, "ready"
+        return True
 
     def __is_ready__(self) -> bool:
         return self.champion is not None

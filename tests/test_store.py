@@ -61,13 +61,18 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
     engine = engine_for(store_url)
     migrate(engine)
     migrate(engine)  # already at the latest revision: nothing to do
-    assert {"alerts", "verdict_counts", "agents", "desy_store_version"} <= set(
-        inspect(engine).get_table_names()
-    )
+    assert {
+        "alerts",
+        "verdict_counts",
+        "agents",
+        "actions",
+        "suppressions",
+        "desy_store_version",
+    } <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0001"
+            == "0002"
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from sqlalchemy import func, select
 
@@ -12,6 +14,16 @@ from desy.schema import FEATURE_NAMES
 from tests.agent.helpers import extract_file
 from tests.conftest import PCAPS, free_port
 from tests.serving.conftest import start_server, stop_server, wait_ready
+
+
+def classify(url: str, flows: list[dict]) -> httpx.Response:
+    """POST /classify, retrying a 503 (a worker still loading its model) as agents do."""
+    for _ in range(20):
+        answer = httpx.post(f"{url}/classify", json={"flows": flows}, timeout=60)
+        if answer.status_code != 503:
+            return answer
+        time.sleep(0.5)
+    return answer
 
 
 def test_a_restart_mid_run_loses_no_attack_verdict(model_store, tmp_path, monkeypatch):
@@ -35,9 +47,7 @@ def test_a_restart_mid_run_loses_no_attack_verdict(model_store, tmp_path, monkey
         try:
             wait_ready(url, proc)
             for start in range(0, len(half), 500):
-                answer = httpx.post(
-                    f"{url}/classify", json={"flows": half[start : start + 500]}, timeout=60
-                )
+                answer = classify(url, half[start : start + 500])
                 assert answer.status_code == 200, answer.text
                 attacks += sum(v["label"] == "attack" for v in answer.json()["results"])
         finally:

@@ -1,0 +1,24 @@
+"""Addresses as 16-byte keys (IPv4 mapped into IPv6), so a CIDR is a range of keys that SQLite
+and PostgreSQL both compare bytewise."""
+
+from __future__ import annotations
+
+import ipaddress
+
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
+def address_key(text: str) -> bytes | None:
+    """The key of an address; None for an empty or invalid one."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return _V4_MAPPED + address.packed if address.version == 4 else address.packed
+
+
+def network_range(text: str) -> tuple[bytes, bytes]:
+    """(first, last) keys of an address or CIDR (e.g. 10.0.0.0/8); ValueError if it is neither."""
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    prefix = _V4_MAPPED if network.version == 4 else b""
+    return prefix + network.network_address.packed, prefix + network.broadcast_address.packed

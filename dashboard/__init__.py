@@ -1,0 +1,1 @@
+"""The analysts' dashboard over the alert store (`desy dashboard`)."""

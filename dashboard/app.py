@@ -1,0 +1,287 @@
+"""The dashboard: an inbox of grouped alerts that analysts triage, a group's connections and
+history, an overview, the agents, suppression rules. Server-rendered (FastAPI, Jinja2) with htmx
+for live updates; it only reads and updates the alert store, so it runs beside `desy serve` or
+on another host.
+
+With a token, every page needs HTTP Basic authentication: any user name (the analyst's, recorded
+with each action) and the token as password.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+
+from alerts import queries
+from alerts.queries import ACTIONS, ATTACK_CATEGORIES, STATUSES, BadQuery, Filters, GroupKey
+from desy.schema import CATEGORIES, FEATURE_NAMES
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+TEMPLATES.env.filters["when"] = lambda t: (
+    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else ""
+)
+BASIC = HTTPBasic(auto_error=False)
+
+
+def _some(joined: str | None, shown: int = 6) -> str:
+    """The first few of a comma-separated list, and how many more."""
+    values = sorted((joined or "").split(","))
+    more = f" (+{len(values) - shown})" if len(values) > shown else ""
+    return ", ".join(values[:shown]) + more
+
+
+TEMPLATES.env.filters["some"] = _some
+
+
+def create_app(engine: Engine, token: str | None = None, local_user: str = "local") -> FastAPI:
+    """The dashboard over the store behind engine."""
+    app = FastAPI(title="DeSy dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    app.state.token, app.state.local_user = token, local_user
+
+    @app.exception_handler(BadQuery)
+    async def bad_query(request: Request, err: BadQuery) -> Response:
+        return HTMLResponse(f"<p class=error>{_escape(str(err))}</p>", status_code=400)
+
+    @app.get("/")
+    def home() -> RedirectResponse:
+        return RedirectResponse("/inbox")
+
+    @app.get("/inbox", response_class=HTMLResponse)
+    def inbox(
+        request: Request,
+        analyst: Analyst,
+        filters: Annotated[Filters, Depends(filters_from)],
+        rows_only: bool = False,
+    ) -> Response:
+        groups = queries.inbox(engine, filters)
+        context = {
+            "groups": groups,
+            "filters": filters,
+            "query": urlencode(filters.as_params()),
+            "user": analyst,
+            "statuses": STATUSES,
+            "categories": CATEGORIES,
+            "attack_categories": ATTACK_CATEGORIES,
+            "actions": ACTIONS,
+        }
+        return TEMPLATES.TemplateResponse(
+            request, "_groups.html" if rows_only else "inbox.html", context
+        )
+
+    @app.get("/group", response_class=HTMLResponse)
+    def group(
+        request: Request,
+        analyst: Analyst,
+        filters: Annotated[Filters, Depends(filters_from)],
+        category: str,
+        src_ip: str,
+        dst_ip: str,
+    ) -> Response:
+        key = GroupKey(category, src_ip, dst_ip)
+        context = {
+            "key": key,
+            "alerts": queries.group_alerts(engine, key, filters),
+            "filters": filters,
+            "history": queries.history(engine, key),
+            "features": FEATURE_NAMES,
+            "user": analyst,
+            "query": urlencode(filters.as_params()),
+            "attack_categories": ATTACK_CATEGORIES,
+        }
+        return TEMPLATES.TemplateResponse(request, "group.html", context)
+
+    @app.post("/actions")
+    def act(
+        analyst: Analyst,
+        action: Annotated[str, Form()],
+        group: Annotated[list[str], Form()] = (),
+        note: Annotated[str, Form(max_length=2000)] = "",
+        category: Annotated[str | None, Form()] = None,
+        back: Annotated[str, Form()] = "/inbox",
+        query: Annotated[str, Form()] = "",
+    ) -> RedirectResponse:
+        filters = filters_from(**_params(query))
+        keys = [_group_key(value) for value in group]
+        queries.act(engine, keys, filters, action, analyst, note.strip(), category or None)
+        return RedirectResponse(_local(back), status_code=303)
+
+    @app.get("/overview", response_class=HTMLResponse)
+    def overview(
+        request: Request, analyst: Analyst, filters: Annotated[Filters, Depends(filters_from)]
+    ) -> Response:
+        summary = queries.overview(engine, filters)
+        context = {
+            "summary": summary,
+            "chart": timeline_svg(summary),
+            "filters": filters,
+            "user": analyst,
+            "query": urlencode(filters.as_params()),
+            "statuses": STATUSES,
+            "categories": CATEGORIES,
+        }
+        return TEMPLATES.TemplateResponse(request, "overview.html", context)
+
+    @app.get("/agents", response_class=HTMLResponse)
+    def agents(request: Request, analyst: Analyst) -> Response:
+        return TEMPLATES.TemplateResponse(
+            request, "agents.html", {"agents": queries.agent_status(engine), "user": analyst}
+        )
+
+    @app.get("/suppressions", response_class=HTMLResponse)
+    def suppressions(request: Request, analyst: Analyst) -> Response:
+        context = {
+            "rules": queries.list_suppressions(engine),
+            "user": analyst,
+            "categories": CATEGORIES,
+        }
+        return TEMPLATES.TemplateResponse(request, "suppressions.html", context)
+
+    @app.post("/suppressions")
+    def add_suppression(
+        analyst: Analyst,
+        reason: Annotated[str, Form(max_length=2000)],
+        category: Annotated[str, Form()] = "",
+        src_cidr: Annotated[str, Form()] = "",
+        dst_cidr: Annotated[str, Form()] = "",
+        service: Annotated[str, Form()] = "",
+    ) -> RedirectResponse:
+        queries.add_suppression(
+            engine,
+            analyst,
+            reason,
+            category or None,
+            src_cidr.strip() or None,
+            dst_cidr.strip() or None,
+            service.strip() or None,
+        )
+        return RedirectResponse("/suppressions", status_code=303)
+
+    @app.post("/suppressions/{rule_id}/delete")
+    def remove_suppression(analyst: Analyst, rule_id: int) -> RedirectResponse:
+        if not queries.remove_suppression(engine, rule_id):
+            raise HTTPException(404, f"no suppression rule {rule_id}")
+        return RedirectResponse("/suppressions", status_code=303)
+
+    return app
+
+
+def current_user(
+    request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(BASIC)]
+) -> str:
+    """The analyst: anyone on this machine without a token, else Basic auth with the token."""
+    token = request.app.state.token
+    if token is None:
+        return credentials.username if credentials else request.app.state.local_user
+    if credentials is None or not secrets.compare_digest(
+        credentials.password.encode(), token.encode()
+    ):
+        raise HTTPException(
+            401, "user name and the dashboard token needed", {"WWW-Authenticate": "Basic"}
+        )
+    return credentials.username or "anonymous"
+
+
+Analyst = Annotated[str, Depends(current_user)]
+
+
+def filters_from(
+    status: str = "new",
+    since: str | None = None,
+    until: str | None = None,
+    agent: str | None = None,
+    category: str | None = None,
+    src: str | None = None,
+    dst: str | None = None,
+    service: str | None = None,
+    min_probability: Annotated[str | None, Query()] = None,
+) -> Filters:
+    """Filters from query parameters (empty ones ignored); BadQuery for a bad value."""
+
+    def number(name: str, text: str | None) -> float | None:
+        if not text:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise BadQuery(f"{name} must be a number, not {text!r}") from None
+
+    return Filters(
+        status=status or "new",
+        since=number("since", since),
+        until=number("until", until),
+        agent=agent or None,
+        category=category or None,
+        src=src or None,
+        dst=dst or None,
+        service=service or None,
+        min_probability=number("min_probability", min_probability),
+    )
+
+
+def timeline_svg(summary: dict[str, Any]) -> str:
+    """Alerts over time per category, stacked bars, as an SVG drawn by matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 2.8), dpi=96)
+    bottoms: dict[float, int] = {}
+    for category in ATTACK_CATEGORIES + ("normal",):
+        points = [(t, n) for t, c, n in summary["timeline"] if c == category]
+        if points:
+            xs = [time.strftime("%m-%d %H:%M", time.gmtime(t)) for t, _ in points]
+            axes.bar(
+                xs,
+                [n for _, n in points],
+                bottom=[bottoms.get(t, 0) for t, _ in points],
+                label=category,
+            )
+            for t, n in points:
+                bottoms[t] = bottoms.get(t, 0) + n
+    axes.set_ylabel("alerts")
+    axes.tick_params(axis="x", labelrotation=45, labelsize=7)
+    if summary["timeline"]:
+        axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    out = io.StringIO()
+    figure.savefig(out, format="svg")
+    plt.close(figure)
+    return out.getvalue()
+
+
+def _params(query: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    allowed = set(Filters.__dataclass_fields__)
+    return {k: v for k, v in parse_qsl(query) if k in allowed}
+
+
+def _group_key(value: str) -> GroupKey:
+    parts = value.split("|")
+    if len(parts) != 3 or not all(parts):
+        raise BadQuery(f"not an alert group: {value!r}")
+    return GroupKey(*parts)
+
+
+def _local(url: str) -> str:
+    """Only redirect within the dashboard."""
+    return url if url.startswith("/") and not url.startswith("//") else "/inbox"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,192 @@
+"""The dashboard in a real browser (Playwright driving Debian's chromium) over the alerts a real
+server stored for two real agent runs: grouped inbox, filters, triage with notes and history,
+bulk archive, keyboard, a suppression rule taking effect, a new alert showing up live.
+
+Screenshots go to $DESY_SCREENSHOTS (the README's are made that way), else the test's directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from desy.records import record
+from tests.agent.helpers import extract_file
+from tests.conftest import PCAPS, ROOT, free_port
+from tests.serving.conftest import start_server, stop_server, wait_ready
+
+CHROMIUM = Path("/usr/bin/chromium")
+TOKEN = "dashboard-token-42"
+
+
+def run_agent(server: str, pcap: Path, agent_id: str, log_dir: Path) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "capture_agent.cli",
+        "run",
+        "--pcap",
+        str(pcap),
+        "--server",
+        server,
+    ]
+    done = subprocess.run(
+        [*argv, "--agent-id", agent_id, "--log-dir", str(log_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "DESY_API_TOKEN": ""},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture
+def dashboard(model_store, tmp_path):
+    """(dashboard URL, model server URL) over one SQLite store filled by two agent runs."""
+    if not CHROMIUM.exists():
+        pytest.fail("chromium is not installed: apt-get install chromium (.ci/run does)")
+    uri, _ = model_store
+    store = f"sqlite:///{tmp_path}/alerts.db"
+    port = free_port()
+    server = start_server(uri, None, port, "--store-url", store)
+    server_url = f"http://127.0.0.1:{port}"
+    web_port = free_port()
+    env = {**os.environ, "DESY_DASHBOARD_TOKEN": TOKEN}
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "desy.cli",
+            "dashboard",
+            "--port",
+            str(web_port),
+            "--store-url",
+            store,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_ready(server_url, server)
+        run_agent(server_url, PCAPS / "nmap_80_all.pcap", "sensor-a", tmp_path / "a")
+        run_agent(server_url, PCAPS / "masscan_tcp_0_1000.pcap", "sensor-b", tmp_path / "b")
+        stop_server(server)  # flushes the store; started again for the live part
+        server = start_server(uri, None, port, "--store-url", store)
+        wait_ready(server_url, server)
+        yield f"http://127.0.0.1:{web_port}", server_url
+    finally:
+        web.terminate()
+        web.wait(10)
+        stop_server(server)
+
+
+def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
+    url, server_url = dashboard
+    shots = Path(os.environ.get("DESY_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        assert httpx.get(f"{url}/inbox").status_code == 401  # a token is set: no page without it
+        page = browser.new_page(
+            http_credentials={"username": "alice", "password": TOKEN},
+            viewport={"width": 1400, "height": 900},
+        )
+        page.goto(f"{url}/inbox")
+        rows = page.locator("#groups tr[data-group]")
+        expect(rows.first).to_be_visible()
+        groups = rows.count()
+        agents = set(page.locator("#groups td:nth-child(10)").all_inner_texts())
+        assert groups >= 2 and {"sensor-a", "sensor-b"} <= {
+            a for text in agents for a in text.split(",")
+        }
+        page.screenshot(path=str(shots / "inbox.png"), full_page=True)
+
+        page.fill(
+            "input[name=agent]", "sensor-a"
+        )  # filter by agent and source CIDR: a shareable URL
+        page.fill("input[name=src]", "10.87.0.0/16")
+        page.click("form.filters button")
+        expect(page).to_have_url(re.compile(r"(?=.*agent=sensor-a)(?=.*src=10.87.0.0%2F16)"))
+        filtered = page.locator("#groups tr[data-group]")
+        expect(filtered.first).to_be_visible()
+        assert set(page.locator("#groups td:nth-child(10)").all_inner_texts()) == {"sensor-a"}
+
+        first = filtered.first.get_attribute("data-group")  # escalate one group with a note
+        page.check(f"input[name=group][value='{first}']")
+        page.fill("#note", "scan of the web server, ticket 1234")
+        page.click("button[value=escalate]")
+        expect(page.locator(f"#groups tr[data-group='{first}']")).to_have_count(0)
+        page.goto(f"{url}/inbox?status=escalated")
+        expect(page.locator(f"#groups tr[data-group='{first}']")).to_have_count(1)
+        page.click(
+            f"#groups tr[data-group='{first}'] a"
+        )  # drill-down: connections, features, history
+        expect(page.locator("#history")).to_contain_text("alice")
+        expect(page.locator("#history")).to_contain_text("ticket 1234")
+        page.locator("#connections details").first.click()
+        expect(page.locator("#connections details").first).to_contain_text(
+            "dst_host_srv_rerror_rate"
+        )
+        page.screenshot(path=str(shots / "drill-down.png"), full_page=True)
+
+        page.goto(f"{url}/inbox")  # keyboard: j focuses the first group, e escalates it
+        before = page.locator("#groups tr[data-group]").count()
+        page.keyboard.press("j")
+        page.keyboard.press("e")
+        expect(page.locator("#groups tr[data-group]")).to_have_count(before - 1)
+
+        page.check("#all")  # bulk archive of everything left
+        page.click("button[value=archive]")
+        expect(page.locator("#groups tr[data-group]")).to_have_count(0)
+
+        page.goto(
+            f"{url}/suppressions"
+        )  # a rule: new alerts from 10.66.0.0/16 are archived on arrival
+        page.fill("input[name=src_cidr]", "10.66.0.0/16")
+        page.fill("input[name=reason]", "the red team's range")
+        page.click("text=Add rule")
+        expect(page.locator("#rules")).to_contain_text("the red team's range")
+
+        page.goto(f"{url}/inbox")  # live: alerts sent now appear without a reload
+        page.wait_for_timeout(6000)  # the server reloads rules every 5 s
+        flood = [
+            record(tuple(r.values()), "sensor-c")
+            for r in extract_file(PCAPS / "synflood_spoofed.pcap")[0][:300]
+        ]
+        suppressed = [dict(f, src_ip="10.66.1.2") for f in flood[:100]]
+        answer = httpx.post(
+            f"{server_url}/classify", json={"flows": flood + suppressed}, timeout=60
+        )
+        assert answer.status_code == 200
+        expect(page.locator("#groups tr[data-group]").first).to_be_visible(timeout=20_000)
+        sources = set(page.locator("#groups td:nth-child(3)").all_inner_texts())
+        assert sources and "10.66.1.2" not in sources
+        page.goto(f"{url}/inbox?status=archived&src=10.66.1.2")
+        expect(page.locator("#groups tr[data-group]").first).to_be_visible()
+
+        page.goto(f"{url}/overview?status=any")
+        expect(page.locator("#chart svg")).to_be_visible()
+        expect(page.locator("#top-sources")).to_contain_text("10.66.1.2")
+        page.screenshot(path=str(shots / "overview.png"), full_page=True)
+        page.goto(f"{url}/agents")
+        expect(page.locator("#agents")).to_contain_text("sensor-b")
+        browser.close()
