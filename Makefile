@@ -26,8 +26,10 @@ test: setup  ## lint (ruff format and check), then the whole test suite
 	$(UV) run ruff check .
 	$(UV) run pytest
 
-demo: setup  ## train if needed, serve the champion, run the agent on a capture, summarise (PCAP=file or IFACE=eth0)
+demo: setup  ## train if needed, serve the champion, run the agent on a capture, summarise, open the dashboard (PCAP=file or IFACE=eth0)
 	$(UV) run desy demo $(if $(PCAP),--pcap $(PCAP)) $(if $(IFACE),--iface $(IFACE))
+	@echo "DeSy dashboard with the demo's alerts: http://127.0.0.1:8080 (Ctrl-C to stop)"
+	$(UV) run desy dashboard --store-url sqlite:///$(CURDIR)/logs/demo/alerts.db
 
 mlflow-ui:  ## browse runs and registered models at http://127.0.0.1:5000
 	$(UV) run mlflow ui --backend-store-uri "$$($(UV) run python -m desy.registry)" --host 127.0.0.1 --port 5000

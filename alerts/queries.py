@@ -244,7 +244,7 @@ def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10)
                 select(column, func.count().label("n"))
                 .where(*where)
                 .group_by(column)
-                .order_by(func.count().desc())
+                .order_by(func.count().desc(), column)
                 .limit(top)
             )
             result[name] = [tuple(row) for row in connection.execute(query)]

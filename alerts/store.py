@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, select, tuple_
 from sqlalchemy.engine import make_url
 
 from alerts.addresses import address_key
@@ -101,10 +101,16 @@ class Store:
             from sqlalchemy.dialects.sqlite import insert
         self._insert = insert
 
-    def write(self, batch: Iterable[Classified], keep_normal: bool = False) -> int:
+    def write(
+        self,
+        batch: Iterable[Classified],
+        keep_normal: bool = False,
+        new_groups: list[dict[str, Any]] | None = None,
+    ) -> int:
         """Store the attack verdicts of batch (every verdict if keep_normal), count all of them
         per minute, agent and category, and note each agent's last contact; one transaction.
-        Returns the number of rows stored."""
+        Returns the number of rows stored. If new_groups is a list, the alert groups this batch
+        starts (not seen in the store before, not suppressed) are appended to it."""
         rows, counts, seen = [], Counter(), {}
         for item in batch:
             record, verdict = item.record, item.verdict
@@ -116,6 +122,8 @@ class Store:
         if rows:
             self.suppressions.apply(rows)
         with self.engine.begin() as connection:
+            if new_groups is not None and rows:
+                new_groups.extend(_new_groups(connection, rows))
             if rows:
                 connection.execute(alerts.insert(), rows)
             if counts:
@@ -191,6 +199,38 @@ class Store:
     def alert_count(self) -> int:
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(alerts)).scalar_one()
+
+
+def _new_groups(connection: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups of rows (status new) that have no alert in the store yet, with their count and
+    highest attack probability in rows."""
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row["status"] == "new":
+            key = (row["category"], row["src_ip"], row["dst_ip"])
+            group = groups.setdefault(
+                key,
+                {
+                    "category": key[0],
+                    "src_ip": key[1],
+                    "dst_ip": key[2],
+                    "alerts": 0,
+                    "max_probability": 0.0,
+                },
+            )
+            group["alerts"] += 1
+            group["max_probability"] = max(group["max_probability"], row["attack_probability"])
+    keys, known = list(groups), set()
+    columns = (alerts.c.category, alerts.c.src_ip, alerts.c.dst_ip)
+    for start in range(0, len(keys), 1000):  # within SQLite's limit on bound values
+        chunk = keys[start : start + 1000]
+        known |= set(
+            map(
+                tuple,
+                connection.execute(select(*columns).where(tuple_(*columns).in_(chunk)).distinct()),
+            )
+        )
+    return [group for key, group in groups.items() if key not in known]
 
 
 def _sqlite_bytes(connection: Any) -> int:

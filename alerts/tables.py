@@ -21,14 +21,14 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+#: A row id: 64-bit on PostgreSQL, SQLite's rowid alias there.
+ID = BigInteger().with_variant(Integer, "sqlite")
 
 #: One row per stored verdict (attacks; normal ones too with --store-all).
 alerts = Table(
     "alerts",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    Column("id", ID, primary_key=True, autoincrement=True),
     Column("received_at", Float, nullable=False),  # epoch seconds, when the server classified it
     Column("agent_id", String(128), nullable=False),
     Column("model_version", String(32), nullable=False),
@@ -77,15 +77,21 @@ agents = Table(
     Column("model_version", String(32), nullable=False),
 )
 
+
+def _audit(when: str) -> tuple[Column, Column, Column]:
+    """Row id, time (epoch seconds) and user of an analyst's act."""
+    return (
+        Column("id", ID, primary_key=True, autoincrement=True),
+        Column(when, Float, nullable=False),
+        Column("user", String(128), nullable=False),
+    )
+
+
 #: What analysts did, to which alert group, when, and why: the audit trail.
 actions = Table(
     "actions",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
-    Column("at", Float, nullable=False),
-    Column("user", String(128), nullable=False),
+    *_audit("at"),
     Column("action", String(32), nullable=False),
     Column("category", String(8), nullable=False),
     Column("src_ip", String(45), nullable=False),
@@ -99,14 +105,9 @@ actions = Table(
 suppressions = Table(
     "suppressions",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
-    Column("created_at", Float, nullable=False),
-    Column("user", String(128), nullable=False),
-    Column("category", String(8)),
-    Column("src_cidr", String(49)),
-    Column("dst_cidr", String(49)),
+    *_audit("created_at"),
+    Column("category", String(8)),  # the conditions: None matches anything
+    *(Column(name, String(49)) for name in ("src_cidr", "dst_cidr")),
     Column("service", String(64)),
     Column("reason", Text, nullable=False),
 )

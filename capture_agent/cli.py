@@ -276,5 +276,43 @@ def _summary_text(counters: dict) -> str:
     return "summary: " + ", ".join(f"{key}={value}" for key, value in counters.items())
 
 
+@app.command("pcap-slice")
+def pcap_slice(
+    src: Annotated[
+        str, typer.Option(help="The connection's originator address (the record's src_ip).")
+    ],
+    dst: Annotated[str, typer.Option(help="Its responder address (dst_ip).")],
+    start: Annotated[float, typer.Option(help="Its start_time (epoch seconds).")],
+    end: Annotated[float, typer.Option(help="Its end_time.")],
+    src_port: Annotated[int, typer.Option(help="Its src_port (0: any, as for ICMP).")] = 0,
+    dst_port: Annotated[int, typer.Option(help="Its dst_port (0: any).")] = 0,
+    log_dir: Annotated[
+        Path, typer.Option(help="The agent's log directory (capture.pcap and rotations).")
+    ] = Path("logs"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="The pcap to write.")] = Path(
+        "connection.pcap"
+    ),
+) -> None:
+    """Cut one connection's packets out of the agent's capture.pcap files (for Wireshark)."""
+    from capture_agent.pcap_slice import capture_files, slice_connection
+
+    files = capture_files(log_dir)
+    if not files:
+        typer.echo(f"error: no capture.pcap in {log_dir}", err=True)
+        raise typer.Exit(1)
+    try:
+        count = slice_connection(files, out, src, dst, start, end, src_port, dst_port)
+    except (ValueError, CaptureFileError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not count:
+        typer.echo(
+            f"error: no packet of that connection in {len(files)} capture file(s) of {log_dir}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"{count} packets written to {out}", err=True)
+
+
 if __name__ == "__main__":
     app()

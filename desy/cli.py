@@ -54,38 +54,46 @@ def server_home(port: int) -> Path:
     return state / "desy" / f"bentoml-{port}"
 
 
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(help="TCP port.")]
+Insecure = Annotated[bool, typer.Option(help="Allow a non-loopback address without a token.")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="DESY_STORE_URL",
+        help="Alert store: sqlite:///file or postgresql://user@host/db (default: a SQLite file under ~/.local/share/desy).",
+    ),
+]
+
+
+def refuse_open_without_token(host: str, token: str | None, insecure: bool, variable: str) -> None:
+    """Exit unless host is loopback, a token is set, or the operator said --insecure."""
+    if not is_loopback(host) and not token and not insecure:
+        typer.echo(
+            f"error: refusing to listen on {host} without a token: set {variable} (or --token), or pass "
+            "--insecure to accept unauthenticated requests from the network",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
+    host: Host = "127.0.0.1",
+    port: Port = 3000,
     workers: Annotated[int, typer.Option(min=0, help="Server processes (0: one per core).")] = 0,
     token: Annotated[
         str | None,
         typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify."),
     ] = None,
-    insecure: Annotated[
-        bool, typer.Option(help="Allow a non-loopback address without a token.")
-    ] = False,
+    insecure: Insecure = False,
     max_body_mb: Annotated[int, typer.Option(help="Largest /classify body accepted, MiB.")] = 16,
-    store_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="DESY_STORE_URL",
-            help="Alert store: sqlite:///file or postgresql://user@host/db "
-            "(default: a SQLite file under ~/.local/share/desy).",
-        ),
-    ] = None,
+    store_url: StoreUrl = None,
     store: Annotated[bool, typer.Option(help="Record attack verdicts in the alert store.")] = True,
     store_all: Annotated[bool, typer.Option(help="Record normal verdicts too.")] = False,
 ) -> None:
     """Serve models:/desy-nids@champion over HTTP with BentoML (POST /classify, /livez, /readyz, /metrics)."""
-    if not is_loopback(host) and not token and not insecure:
-        typer.echo(
-            f"error: refusing to listen on {host} without a token: set DESY_API_TOKEN (or --token), "
-            "or pass --insecure to accept unauthenticated requests from the network",
-            err=True,
-        )
-        raise typer.Exit(2)
+    refuse_open_without_token(host, token, insecure, "DESY_API_TOKEN")
     workers = workers or os.cpu_count() or 1
     beside = Path(sys.executable).with_name("bentoml")  # the bentoml of this environment first
     bentoml = str(beside) if beside.exists() else shutil.which("bentoml")
@@ -151,7 +159,14 @@ def demo(
     from desy.demo import run_demo
 
     if log_dir.exists():
-        for name in ("traffic.txt", "flows.jsonl", "summary.json"):
+        for name in (
+            "traffic.txt",
+            "flows.jsonl",
+            "summary.json",
+            "alerts.db",
+            "alerts.db-wal",
+            "alerts.db-shm",
+        ):
             (log_dir / name).unlink(missing_ok=True)
     try:
         run_demo(pcap, iface, log_dir, seconds)
@@ -162,15 +177,9 @@ def demo(
 
 @app.command()
 def dashboard(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    store_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="DESY_STORE_URL",
-            help="The alert store `desy serve` writes (default: its default).",
-        ),
-    ] = None,
+    host: Host = "127.0.0.1",
+    port: Port = 8080,
+    store_url: StoreUrl = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -178,9 +187,7 @@ def dashboard(
             help="Password for HTTP Basic auth (any user name: the analyst's).",
         ),
     ] = None,
-    insecure: Annotated[
-        bool, typer.Option(help="Allow a non-loopback address without a token.")
-    ] = False,
+    insecure: Insecure = False,
 ) -> None:
     """The analysts' dashboard over the alert store: inbox, triage, overview, agents, suppressions."""
     import getpass
@@ -190,13 +197,7 @@ def dashboard(
     from alerts.store import engine_for, migrate
     from dashboard.app import create_app
 
-    if not is_loopback(host) and not token and not insecure:
-        typer.echo(
-            f"error: refusing to listen on {host} without a token: set DESY_DASHBOARD_TOKEN (or --token), "
-            "or pass --insecure",
-            err=True,
-        )
-        raise typer.Exit(2)
+    refuse_open_without_token(host, token, insecure, "DESY_DASHBOARD_TOKEN")
     url = absolute_store(_store_url(store_url))
     engine = engine_for(url)
     migrate(engine)
@@ -210,6 +211,27 @@ def dashboard(
         port=port,
         log_level="warning",
     )
+
+
+feedback = typer.Typer(help="Analysts' verdicts back to training.", no_args_is_help=True)
+app.add_typer(feedback, name="feedback")
+
+
+@feedback.command("export")
+def feedback_export(
+    out: Annotated[
+        Path, typer.Option(help="CSV in the site format (site/*.csv joins training).")
+    ] = Path("site/feedback.csv"),
+    store_url: StoreUrl = None,
+) -> None:
+    """Write alerts marked false positive or confirmed as labelled flows; `dvc repro` then trains on them."""
+    from alerts.feedback import export
+    from alerts.store import engine_for, migrate
+
+    engine = engine_for(absolute_store(_store_url(store_url)))
+    migrate(engine)
+    rows = export(engine, out)
+    typer.echo(f"{rows} labelled flows from analysts' verdicts written to {out}", err=True)
 
 
 if __name__ == "__main__":

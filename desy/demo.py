@@ -30,6 +30,11 @@ def has_champion() -> bool:
     )
 
 
+def demo_store(log_dir: Path) -> str:
+    """The demo's own alert store, beside its logs."""
+    return f"sqlite:///{(log_dir / 'alerts.db').resolve()}"
+
+
 def run_demo(pcap: Path | None, iface: str | None, log_dir: Path, seconds: float) -> None:
     """The whole demo; raises on failure."""
     if not has_champion():
@@ -44,7 +49,8 @@ def run_demo(pcap: Path | None, iface: str | None, log_dir: Path, seconds: float
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     typer.echo(f"starting the model server on {url}…", err=True)
-    server = start_server(port)
+    store = demo_store(log_dir)
+    server = start_server(port, store)
     try:
         wait_ready(url, server)
         agent = [
@@ -75,3 +81,4 @@ def run_demo(pcap: Path | None, iface: str | None, log_dir: Path, seconds: float
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     typer.echo("\n" + summary(log_dir))
+    typer.echo(f"\nalerts: uv run desy dashboard --store-url {store}  →  http://127.0.0.1:8080")

@@ -20,12 +20,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
-    """`desy serve` on the loopback interface, without a token, in a session of its own."""
+def start_server(port: int, store_url: str) -> subprocess.Popen:
+    """`desy serve` on the loopback interface, without a token, recording alerts in store_url, in
+    a session of its own."""
     env = dict(os.environ)
     env.pop("DESY_API_TOKEN", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "desy.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "desy.cli", "serve", "--port", str(port), "--store-url", store_url],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from alerts.store import Classified, Store, migrate
+from serving.notifier import Notifier
 
 log = logging.getLogger("desy.serving.store")
 
@@ -35,11 +36,13 @@ class Recorder:
         max_bytes: int = 1 << 30,
         on_written: Callable[[int], None] = lambda n: None,
         on_dropped: Callable[[int], None] = lambda n: None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store, self.keep_normal = store, keep_normal
         self.max_pending, self.flush_interval = max_pending, flush_interval
         self.retention, self.max_bytes = retention_days * 86400, max_bytes
         self.on_written, self.on_dropped = on_written, on_dropped
+        self.notifier = notifier
         self.queue: deque[tuple[float, str, Sequence[Any], Sequence[Any]]] = deque()
         self.pending = 0  # verdicts queued
         self.dropped = 0
@@ -73,6 +76,8 @@ class Recorder:
         """Write what is queued (within timeout), then stop the thread."""
         self.stopping.set()
         self.thread.join(timeout)
+        if self.notifier is not None:
+            self.notifier.close()
 
     def _run(self) -> None:
         self._until_ready(lambda: migrate(self.store.engine), "cannot prepare the alert store")
@@ -109,7 +114,10 @@ class Recorder:
         ]
 
     def _write(self, batch: list[Classified]) -> None:
-        self.store.write(batch, self.keep_normal)
+        new_groups: list[dict[str, Any]] | None = [] if self.notifier else None
+        self.store.write(batch, self.keep_normal, new_groups)
+        if new_groups:
+            self.notifier.submit(new_groups)
         self.on_written(len(batch))
 
     def _until_ready(self, action: Callable[[], Any], what: str) -> bool:

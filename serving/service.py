@@ -8,8 +8,8 @@ take to send its request headers, default 10), DESY_ACCESS_LOG=1 (a log line per
 default, it costs a third of a single-flow request's time), DESY_STORE_URL (the alert store, see
 alerts/store.py; empty: no store), DESY_STORE_ALL=1 (store normal verdicts too),
 DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_MAX_MB (SQLite, default 1024),
-DESY_STORE_FLUSH_SECONDS (how often queued verdicts are
-written, default 0.5).
+DESY_STORE_FLUSH_SECONDS (how often queued verdicts are written, default 0.5), DESY_WEBHOOK_URL
+(a JSON POST of new alert groups, at most every DESY_WEBHOOK_INTERVAL seconds, default 10).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from desy import schema
 from desy.records import CLASSIFY_PATH, model_columns
 from serving.guard import SERVED, Guard
 from serving.model import Champion, load_champion
+from serving.notifier import Notifier
 from serving.recorder import Recorder
 from serving.schemas import (
     FLOWS_SCHEMA,
@@ -120,6 +121,11 @@ STORE_DROPPED = bentoml.metrics.Counter(
     documentation="Verdicts not written to the alert store: its queue was full or it was down at shutdown.",
 )
 
+WEBHOOK_FAILED = bentoml.metrics.Counter(
+    name="desy_webhook_groups_failed_total",
+    documentation="New alert groups the webhook could not be told about (after its retries).",
+)
+
 _VOCABULARY = {name: frozenset(values) for name, values in schema.CATEGORICAL.items()}
 
 
@@ -136,7 +142,17 @@ def _recorder() -> Recorder | None:
         max_bytes=int(os.environ.get("DESY_STORE_MAX_MB", "1024")) << 20,
         on_written=STORE_WRITTEN.inc,
         on_dropped=STORE_DROPPED.inc,
+        notifier=_notifier(),
     )
+
+
+def _notifier() -> Notifier | None:
+    """Webhook notifications of new alert groups, if DESY_WEBHOOK_URL is set."""
+    url = os.environ.get("DESY_WEBHOOK_URL", "")
+    if not url:
+        return None
+    interval = float(os.environ.get("DESY_WEBHOOK_INTERVAL", "10"))
+    return Notifier(url, interval=interval, on_failed=WEBHOOK_FAILED.inc)
 
 
 @bentoml.service(

@@ -6,31 +6,13 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-import uuid
 
-import pytest
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from alerts.store import Classified, Store, engine_for, migrate
 from alerts.tables import agents, verdict_counts
 from desy.schema import FEATURE_NAMES
 from serving.recorder import Recorder
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    """A fresh, empty database of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/alerts.db"
-    server = request.getfixturevalue("postgres_url")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return server.replace("/postgres?", f"/{name}?")
 
 
 def record(agent: str = "a1", src: str = "10.0.0.1", service: str = "http") -> dict:

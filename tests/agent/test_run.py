@@ -18,6 +18,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
 from tests.agent.classify_server import ClassifyServer
+from tests.agent.helpers import extract_file
 from tests.conftest import PCAPS, free_port
 
 AGENT = [sys.executable, "-m", "capture_agent.cli"]
@@ -299,3 +300,58 @@ def test_tls_with_a_private_ca_and_a_certificate_that_does_not_verify(tmp_path):
     assert json.loads((tmp_path / "ok" / "summary.json").read_text())["flows_classified"] == 1
     assert untrusted.returncode == 1 and "certificate" in untrusted.stderr
     assert json.loads((tmp_path / "bad" / "summary.json").read_text())["flows_spooled"] == 1
+
+
+def test_pcap_slice_cuts_one_connection_out_of_the_agents_capture(tmp_path):
+    with ClassifyServer() as server:
+        result = agent_run(PCAPS / "simple_http_loopback.pcap", server.url, tmp_path / "logs")
+    assert result.returncode == 0, result.stderr
+    flows = [
+        json.loads(line) for line in (tmp_path / "logs" / "flows.jsonl").read_text().splitlines()
+    ]
+    flow = next(f for f in flows if f["flag"] == "SF" and f["src_bytes"] > 0)
+    option = {
+        "src_ip": "--src",
+        "dst_ip": "--dst",
+        "start_time": "--start",
+        "end_time": "--end",
+        "src_port": "--src-port",
+        "dst_port": "--dst-port",
+    }
+    options = [arg for key, name in option.items() for arg in (name, str(flow[key]))]
+    out = tmp_path / "one.pcap"
+    done = subprocess.run(
+        [*AGENT, "pcap-slice", "--log-dir", str(tmp_path / "logs"), "-o", str(out), *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (again,) = extract_file(out)[0]  # the slice holds that connection and nothing else
+    assert {
+        k: again[k] for k in ("src_ip", "dst_port", "flag", "src_bytes", "dst_bytes", "duration")
+    } == {k: flow[k] for k in ("src_ip", "dst_port", "flag", "src_bytes", "dst_bytes", "duration")}
+    missing = subprocess.run(
+        [
+            *AGENT,
+            "pcap-slice",
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "-o",
+            str(out),
+            "--src",
+            "192.0.2.1",
+            "--dst",
+            "192.0.2.2",
+            "--start",
+            "0",
+            "--end",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1 and "no packet" in missing.stderr

@@ -18,7 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from desy.records import record
 from tests.agent.helpers import extract_file
-from tests.conftest import PCAPS, ROOT, free_port
+from tests.conftest import PCAPS, ROOT, free_port, run
 from tests.serving.conftest import start_server, stop_server, wait_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,22 +26,10 @@ TOKEN = "dashboard-token-42"
 
 
 def run_agent(server: str, pcap: Path, agent_id: str, log_dir: Path) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "capture_agent.cli",
-        "run",
-        "--pcap",
-        str(pcap),
-        "--server",
-        server,
-    ]
-    done = subprocess.run(
-        [*argv, "--agent-id", agent_id, "--log-dir", str(log_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    agent = [sys.executable, "-m", "capture_agent.cli", "run", "--pcap", pcap, "--server", server]
+    done = run(
+        [*agent, "--agent-id", agent_id, "--log-dir", log_dir],
+        300,
         env={**os.environ, "DESY_API_TOKEN": ""},
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+from alerts.store import Store, engine_for
 from tests.conftest import run
 
 
@@ -36,3 +37,9 @@ def test_demo_summarises_the_synthetic_capture(model_store, tmp_path):
     client = by_source["192.168.10.5"]  # web and DNS sessions
     assert len(client) == 40 and client.count("normal") >= 36
     assert (tmp_path / "demo" / "capture.pcap").stat().st_size > 100_000
+    attacks = sum(flow["verdict"]["label"] == "attack" for flow in flows)
+    store = f"sqlite:///{(tmp_path / 'demo' / 'alerts.db').resolve()}"
+    assert f"desy dashboard --store-url {store}" in result.stdout
+    assert (
+        Store(engine_for(store)).alert_count() == attacks
+    )  # the dashboard shows the demo's alerts

@@ -16,6 +16,14 @@ depends_on = None
 ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
+def audit(when: str) -> tuple[sa.Column, sa.Column, sa.Column]:
+    return (
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column(when, sa.Float, nullable=False),
+        sa.Column("user", sa.String(128), nullable=False),
+    )
+
+
 def upgrade() -> None:
     with op.batch_alter_table("alerts") as alerts:
         alerts.add_column(sa.Column("status", sa.String(16), nullable=False, server_default="new"))
@@ -27,25 +35,19 @@ def upgrade() -> None:
     op.create_index("ix_alerts_dst_key", "alerts", ["dst_key"])
     op.create_table(
         "actions",
-        sa.Column("id", ID, primary_key=True, autoincrement=True),
-        sa.Column("at", sa.Float, nullable=False),
-        sa.Column("user", sa.String(128), nullable=False),
+        *audit("at"),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("category", sa.String(8), nullable=False),
-        sa.Column("src_ip", sa.String(45), nullable=False),
-        sa.Column("dst_ip", sa.String(45), nullable=False),
+        *(sa.Column(name, sa.String(45), nullable=False) for name in ("src_ip", "dst_ip")),
         sa.Column("alerts", sa.Integer, nullable=False),
         sa.Column("note", sa.Text, nullable=False, server_default=""),
     )
     op.create_index("ix_actions_group", "actions", ["category", "src_ip", "dst_ip"])
     op.create_table(
         "suppressions",
-        sa.Column("id", ID, primary_key=True, autoincrement=True),
-        sa.Column("created_at", sa.Float, nullable=False),
-        sa.Column("user", sa.String(128), nullable=False),
+        *audit("created_at"),
         sa.Column("category", sa.String(8), nullable=True),
-        sa.Column("src_cidr", sa.String(49), nullable=True),
-        sa.Column("dst_cidr", sa.String(49), nullable=True),
+        *(sa.Column(name, sa.String(49), nullable=True) for name in ("src_cidr", "dst_cidr")),
         sa.Column("service", sa.String(64), nullable=True),
         sa.Column("reason", sa.Text, nullable=False),
     )

@@ -1,0 +1,141 @@
+"""What the dashboard asks of the store, on SQLite and a real PostgreSQL: grouping, filters
+(CIDR on IPv4 and IPv6), triage with its audit trail, suppression on arrival, overview, agents,
+and analysts' verdicts exported for training."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts import queries
+from alerts.feedback import CATEGORY_LABEL, export
+from alerts.queries import BadQuery, Filters, GroupKey
+from alerts.store import Classified
+from desy.schema import LABEL_CATEGORY
+from pipelines.prepare import flows
+from tests.test_store import ATTACK, ready_store, record
+
+T0 = 1_800_000_000.0
+
+
+def fill(store) -> None:
+    probe = dict(ATTACK, category="probe", attack_probability=0.7)
+    store.write(
+        [Classified(T0 + i, "6", record("a1", src=f"10.9.0.{i % 3}"), ATTACK) for i in range(30)]
+        + [
+            Classified(T0 + 50 + i, "6", record("a2", src="2001:db8::7", service="ssh"), probe)
+            for i in range(5)
+        ]
+    )
+
+
+def test_groups_filters_and_triage(store_url):
+    store = ready_store(store_url)
+    fill(store)
+    engine = store.engine
+    groups = queries.inbox(engine, Filters())
+    assert len(groups) == 4 and groups[0]["src_ip"] == "2001:db8::7"  # most recently seen first
+    assert (
+        groups[0]["count"] == 5
+        and groups[0]["services"] == "ssh"
+        and groups[0]["max_probability"] == 0.7
+    )
+    assert {g["src_ip"] for g in queries.inbox(engine, Filters(src="10.9.0.0/31"))} == {
+        "10.9.0.0",
+        "10.9.0.1",
+    }
+    assert [g["src_ip"] for g in queries.inbox(engine, Filters(src="2001:db8::/32"))] == [
+        "2001:db8::7"
+    ]
+    assert len(queries.inbox(engine, Filters(agent="a1", min_probability=0.8, since=T0 + 10))) == 3
+
+    key = GroupKey("dos", "10.9.0.1", "10.0.0.2")
+    assert queries.act(engine, [key], Filters(), "escalate", "alice", "ticket 7") == 10
+    assert [g["src_ip"] for g in queries.inbox(engine, Filters(status="escalated"))] == ["10.9.0.1"]
+    assert queries.act(engine, [key], Filters(status="escalated"), "false_positive", "bob") == 10
+    assert (
+        queries.act(
+            engine,
+            [GroupKey("dos", "10.9.0.2", "10.0.0.2")],
+            Filters(),
+            "confirm",
+            "bob",
+            category="dos",
+        )
+        == 10
+    )
+    history = queries.history(engine, key)
+    assert [(h["user"], h["action"], h["alerts"], h["note"]) for h in history] == [
+        ("bob", "false_positive", 10, ""),
+        ("alice", "escalate", 10, "ticket 7"),
+    ]
+    assert len(queries.inbox(engine, Filters(status="archived"))) == 2
+    with pytest.raises(BadQuery):
+        queries.act(engine, [key], Filters(), "confirm", "bob", category="normal")
+    with pytest.raises(BadQuery):
+        queries.act(engine, [], Filters(), "archive", "bob")
+
+
+def test_bad_filters_are_refused():
+    for bad in (
+        {"status": "deleted"},
+        {"src": "10.0.0.0/33"},
+        {"dst": "host"},
+        {"category": "worm"},
+        {"min_probability": 2.0},
+    ):
+        with pytest.raises(BadQuery):
+            Filters(**bad)
+
+
+def test_a_suppression_rule_archives_matching_alerts_on_arrival(store_url):
+    store = ready_store(store_url)
+    rule = queries.add_suppression(
+        store.engine, "carol", "the scanner we run", src_cidr="10.9.0.0/30", service="http"
+    )
+    fill(store)
+    assert {g["src_ip"] for g in queries.inbox(store.engine, Filters())} == {"2001:db8::7"}
+    assert len(queries.inbox(store.engine, Filters(status="archived"))) == 3
+    assert [r["reason"] for r in queries.list_suppressions(store.engine)] == ["the scanner we run"]
+    assert queries.remove_suppression(store.engine, rule) and not queries.remove_suppression(
+        store.engine, rule
+    )
+    with pytest.raises(BadQuery):
+        queries.add_suppression(store.engine, "carol", "", src_cidr="10.0.0.0/8")
+    with pytest.raises(BadQuery):
+        queries.add_suppression(store.engine, "carol", "everything")
+
+
+def test_overview_and_agents(store_url):
+    store = ready_store(store_url)
+    fill(store)
+    summary = queries.overview(store.engine, Filters(status="any"))
+    assert sum(n for _, _, n in summary["timeline"]) == 35
+    assert {c for _, c, _ in summary["timeline"]} == {"dos", "probe"}
+    assert summary["sources"][0] == ("10.9.0.0", 10) and summary["services"][0] == ("http", 30)
+    status = {a["agent_id"]: a for a in queries.agent_status(store.engine, now=T0 + 60)}
+    assert status["a2"]["model_version"] == "6" and status["a1"]["alerts_last_hour"] == 30
+    assert status["a1"]["flows_per_second"] == 0.1  # 30 flows in the last 5 minutes
+
+
+def test_analysts_verdicts_become_training_rows(store_url, tmp_path):
+    store = ready_store(store_url)
+    fill(store)
+    queries.act(
+        store.engine, [GroupKey("dos", "10.9.0.0", "10.0.0.2")], Filters(), "false_positive", "bob"
+    )
+    queries.act(
+        store.engine,
+        [GroupKey("probe", "2001:db8::7", "10.0.0.2")],
+        Filters(),
+        "confirm",
+        "bob",
+        category="probe",
+    )
+    out = tmp_path / "site" / "feedback.csv"
+    assert export(store.engine, out) == 15
+    frame = flows([out])  # read exactly as `dvc repro` reads site/*.csv
+    assert sorted(frame["category"].value_counts().items()) == [("normal", 10), ("probe", 5)]
+    assert set(frame["run"]) == {"a1-2027-01-15", "a2-2027-01-15"} and set(frame["scenario"]) == {
+        "analyst"
+    }
+    assert all(LABEL_CATEGORY[label] == category for category, label in CATEGORY_LABEL.items())
