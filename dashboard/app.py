@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -33,6 +34,9 @@ TEMPLATES.env.filters["when"] = lambda t: (
     time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else ""
 )
 BASIC = HTTPBasic(auto_error=False)
+#: Time ranges the filters offer (seconds back from now; 0: everything).
+RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": 0}
+DEFAULT_RANGE = "24h"
 
 
 def _some(joined: str | None, shown: int = 6) -> str:
@@ -43,6 +47,7 @@ def _some(joined: str | None, shown: int = 6) -> str:
 
 
 TEMPLATES.env.filters["some"] = _some
+TEMPLATES.env.globals |= {"ranges": RANGES, "default_range": DEFAULT_RANGE}
 
 
 def create_app(engine: Engine, token: str | None = None, local_user: str = "local") -> FastAPI:
@@ -208,8 +213,14 @@ def filters_from(
     dst: str | None = None,
     service: str | None = None,
     min_probability: Annotated[str | None, Query()] = None,
+    last: str = DEFAULT_RANGE,
 ) -> Filters:
-    """Filters from query parameters (empty ones ignored); BadQuery for a bad value."""
+    """Filters from query parameters (empty ones ignored); BadQuery for a bad value. Without an
+    explicit `since`, alerts of the `last` hour, day (the default), week, month, or all."""
+    if last not in RANGES:
+        raise BadQuery(f"last must be one of {', '.join(RANGES)}, not {last!r}")
+    if not since and RANGES[last]:
+        since = str(time.time() - RANGES[last])
 
     def number(name: str, text: str | None) -> float | None:
         if not text:
@@ -233,34 +244,27 @@ def filters_from(
 
 
 def timeline_svg(summary: dict[str, Any]) -> str:
-    """Alerts over time per category, stacked bars, as an SVG drawn by matplotlib."""
-    import matplotlib
+    """Alerts over time per category, stacked, as an SVG drawn by matplotlib (its object API:
+    pyplot's global state is not safe in a threaded server)."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(9, 2.8), dpi=96)
-    bottoms: dict[float, int] = {}
-    for category in ATTACK_CATEGORIES + ("normal",):
-        points = [(t, n) for t, c, n in summary["timeline"] if c == category]
-        if points:
-            xs = [time.strftime("%m-%d %H:%M", time.gmtime(t)) for t, _ in points]
-            axes.bar(
-                xs,
-                [n for _, n in points],
-                bottom=[bottoms.get(t, 0) for t, _ in points],
-                label=category,
-            )
-            for t, n in points:
-                bottoms[t] = bottoms.get(t, 0) + n
-    axes.set_ylabel("alerts")
-    axes.tick_params(axis="x", labelrotation=45, labelsize=7)
-    if summary["timeline"]:
+    figure = Figure(figsize=(9, 2.8), dpi=96, layout="tight")
+    axes = figure.subplots()
+    counts = {(t, c): n for t, c, n in summary["timeline"]}
+    buckets = sorted({t for t, _ in counts})
+    shown = [c for c in (*ATTACK_CATEGORIES, "normal") if any(key[1] == c for key in counts)]
+    if buckets:
+        when = [datetime.fromtimestamp(t, UTC) for t in buckets]
+        series = [[counts.get((t, c), 0) for t in buckets] for c in shown]
+        axes.stackplot(when, *series, labels=shown, step="post")
+        locator = AutoDateLocator(maxticks=8)
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
+    axes.set_ylabel("alerts")
     out = io.StringIO()
     figure.savefig(out, format="svg")
-    plt.close(figure)
     return out.getvalue()
 
 

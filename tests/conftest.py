@@ -4,10 +4,8 @@ subset and the lab's training runs."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -84,43 +82,16 @@ def small_model(small_tables, tmp_path_factory):
     return pipeline, meta, model_dir
 
 
-def _postgres_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
-    return found[-1].parent
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A real PostgreSQL (Debian's package): a temporary cluster on a Unix socket, trust auth,
-    for the session. As root it runs as the postgres user, which PostgreSQL requires."""
-    bindir = _postgres_bin()
-    directory = Path(tempfile.mkdtemp(prefix="desy-pg-"))
-    user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if user:
-        shutil.chown(directory, "postgres")
-    data, log = directory / "data", directory / "log"
-    subprocess.run(
-        [*user, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-k {directory} -c listen_addresses='' -c fsync=off -c max_connections=200"
-    subprocess.run(
-        [*user, bindir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
+    """A real PostgreSQL (Debian's package) in a temporary cluster, for the session."""
+    from benchmarks.postgres import NoPostgres, temporary_postgres
+
     try:
-        yield f"postgresql://postgres@/postgres?host={directory}"
-    finally:
-        subprocess.run(
-            [*user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(directory, ignore_errors=True)
+        with temporary_postgres() as url:
+            yield url
+    except NoPostgres as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="session", autouse=True)

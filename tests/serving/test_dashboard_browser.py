@@ -94,6 +94,13 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
             ],
         )
         assert httpx.get(f"{url}/inbox").status_code == 401  # a token is set: no page without it
+        auth = ("alice", TOKEN)
+        for bad in ("last=1y", "src=10.0.0.0/33", "min_probability=high", "status=deleted"):
+            assert httpx.get(f"{url}/inbox?{bad}", auth=auth).status_code == 400, bad
+        refused = httpx.post(
+            f"{url}/actions", data={"action": "delete", "group": "dos|a|b"}, auth=auth
+        )
+        assert refused.status_code == 400
         page = browser.new_page(
             http_credentials={"username": "alice", "password": TOKEN},
             viewport={"width": 1400, "height": 900},
