@@ -17,8 +17,10 @@ from desy.schema import CATEGORIES
 
 STATUSES = ("new", "escalated", "archived")
 ATTACK_CATEGORIES = tuple(c for c in CATEGORIES if c != "normal")
-#: Action → (status it sets, analyst category it records; "?" = the one the analyst chose).
-ACTIONS: dict[str, tuple[str, str | None]] = {
+#: Action → (status it sets, analyst category it records; "?" = the one the analyst chose). A
+#: note changes nothing but the group's history.
+ACTIONS: dict[str, tuple[str | None, str | None]] = {
+    "note": (None, None),
     "archive": ("archived", None),
     "escalate": ("escalated", None),
     "restore": ("new", None),
@@ -187,13 +189,16 @@ def act(
         verdict = category
     if not keys:
         raise BadQuery("no alert group selected")
-    values: dict[str, Any] = {"status": status} | ({"analyst_category": verdict} if verdict else {})
+    if action == "note" and not note.strip():
+        raise BadQuery("a note needs some text")
+    values: dict[str, Any] = ({"status": status} if status else {}) | (
+        {"analyst_category": verdict} if verdict else {}
+    )
     changed, now = 0, time.time()
     with engine.begin() as connection:
         for key in keys:
-            count = connection.execute(
-                update(alerts).where(key.condition(), *filters.conditions()).values(values)
-            ).rowcount
+            selected = update(alerts).where(key.condition(), *filters.conditions())
+            count = connection.execute(selected.values(values)).rowcount if values else 0
             connection.execute(
                 insert(actions).values(
                     at=now,

@@ -63,11 +63,15 @@ def test_groups_filters_and_triage(store_url):
         )
         == 10
     )
+    assert queries.act(engine, [key], Filters(status="any"), "note", "carol", "owner asked") == 0
     history = queries.history(engine, key)
     assert [(h["user"], h["action"], h["alerts"], h["note"]) for h in history] == [
+        ("carol", "note", 0, "owner asked"),
         ("bob", "false_positive", 10, ""),
         ("alice", "escalate", 10, "ticket 7"),
     ]
+    with pytest.raises(BadQuery):
+        queries.act(engine, [key], Filters(), "note", "carol", "  ")
     assert len(queries.inbox(engine, Filters(status="archived"))) == 2
     with pytest.raises(BadQuery):
         queries.act(engine, [key], Filters(), "confirm", "bob", category="normal")
