@@ -66,7 +66,16 @@ StoreUrl = Annotated[
 ]
 
 
-def refuse_open_without_token(host: str, token: str | None, insecure: bool, variable: str) -> None:
+AgentsFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="DESY_AGENTS_FILE",
+        help="Agents with a token each (`desy agents add`); replaces --token.",
+    ),
+]
+
+
+def refuse_open_without_token(host: str, token: object, insecure: bool, variable: str) -> None:
     """Exit unless host is loopback, a token is set, or the operator said --insecure."""
     if not is_loopback(host) and not token and not insecure:
         typer.echo(
@@ -91,9 +100,15 @@ def serve(
     store_url: StoreUrl = None,
     store: Annotated[bool, typer.Option(help="Record attack verdicts in the alert store.")] = True,
     store_all: Annotated[bool, typer.Option(help="Record normal verdicts too.")] = False,
+    agents_file: AgentsFile = None,
 ) -> None:
     """Serve models:/desy-nids@champion over HTTP with BentoML (POST /classify, /livez, /readyz, /metrics)."""
-    refuse_open_without_token(host, token, insecure, "DESY_API_TOKEN")
+    if agents_file is not None and not agents_file.is_file():
+        typer.echo(
+            f"error: no agents file {agents_file}: create it with `desy agents add ID`", err=True
+        )
+        raise typer.Exit(2)
+    refuse_open_without_token(host, token or agents_file, insecure, "DESY_API_TOKEN")
     workers = workers or os.cpu_count() or 1
     beside = Path(sys.executable).with_name("bentoml")  # the bentoml of this environment first
     bentoml = str(beside) if beside.exists() else shutil.which("bentoml")
@@ -112,6 +127,7 @@ def serve(
     )
     env["DESY_STORE_URL"] = absolute_store(_store_url(store_url)) if store else ""
     env["DESY_STORE_ALL"] = "1" if store_all else "0"
+    env["DESY_AGENTS_FILE"] = str(agents_file.resolve()) if agents_file else ""
     if token:
         env["DESY_API_TOKEN"] = token
     else:
@@ -211,6 +227,59 @@ def dashboard(
         port=port,
         log_level="warning",
     )
+
+
+agents = typer.Typer(
+    help="The agents a server accepts, each with its own token.", no_args_is_help=True
+)
+app.add_typer(agents, name="agents")
+AGENTS_FILE = Path("agents.json")
+
+
+@agents.command("add")
+def agents_add(
+    agent_id: Annotated[str, typer.Argument(help="The new agent's id.")],
+    file: AgentsFile = AGENTS_FILE,
+) -> None:
+    """Register an agent and print its token (once: only its hash is kept)."""
+    from desy.agents import AgentsError, add
+
+    try:
+        token = add(file, agent_id)
+    except AgentsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"agent {agent_id} added to {file}; its token (give it to the agent as DESY_API_TOKEN):",
+        err=True,
+    )
+    typer.echo(token)
+
+
+@agents.command("list")
+def agents_list(file: AgentsFile = AGENTS_FILE) -> None:
+    """Every agent and whether it is enabled."""
+    from desy.agents import AgentsError, load
+
+    try:
+        for agent in load(file):
+            typer.echo(f"{agent.id}\t{'enabled' if agent.enabled else 'disabled'}")
+    except AgentsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+@agents.command("disable")
+def agents_disable(agent_id: str, file: AgentsFile = AGENTS_FILE) -> None:
+    """Refuse an agent from its next request on (running servers re-read the file)."""
+    from desy.agents import AgentsError, disable
+
+    try:
+        disable(file, agent_id)
+    except AgentsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"agent {agent_id} disabled", err=True)
 
 
 feedback = typer.Typer(help="Analysts' verdicts back to training.", no_args_is_help=True)

@@ -12,20 +12,26 @@ import json
 from hmac import compare_digest
 from typing import Any
 
+from desy.agents import Registry
 from serving.schemas import BadRequest
 
 #: The model version this worker serves once the champion is loaded, or why it does not yet.
 SERVED = {"version": "", "status": "loading the champion"}
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json"})
+#: Where the guard leaves the id of the agent whose token it accepted (with an agents file).
+AGENT_SCOPE_KEY = "desy.agent"
 
 
 class Guard:
     """Token, content type and body size on protected paths; see the module docstring."""
 
-    def __init__(self, app: Any, token: str | None, max_body: int) -> None:
+    def __init__(
+        self, app: Any, token: str | None, max_body: int, agents: Registry | None = None
+    ) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
         self.max_body = max_body
+        self.agents = agents
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -52,7 +58,18 @@ class Guard:
 
     async def _protected(self, scope: dict, receive: Any, send: Any) -> None:
         headers = dict(scope["headers"])
-        if self.expected and not compare_digest(headers.get(b"authorization", b""), self.expected):
+        if self.agents is not None:  # each agent its own token; its id travels in the scope
+            authorization = headers.get(b"authorization", b"")
+            token = (
+                authorization[7:].decode("latin-1") if authorization.startswith(b"Bearer ") else ""
+            )
+            scope[AGENT_SCOPE_KEY] = self.agents.agent_for(token) if token else None
+            if scope[AGENT_SCOPE_KEY] is None:
+                await _reply(send, 401, {"error": "missing, unknown or disabled agent token"})
+                return
+        elif self.expected and not compare_digest(
+            headers.get(b"authorization", b""), self.expected
+        ):
             await _reply(send, 401, {"error": "missing or wrong bearer token"})
             return
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):

@@ -8,6 +8,7 @@ take to send its request headers, default 10), DESY_ACCESS_LOG=1 (a log line per
 default, it costs a third of a single-flow request's time), DESY_STORE_URL (the alert store, see
 alerts/store.py; empty: no store), DESY_STORE_ALL=1 (store normal verdicts too),
 DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_MAX_MB (SQLite, default 1024),
+DESY_AGENTS_FILE (agents with a token each, see desy/agents.py; replaces DESY_API_TOKEN),
 DESY_STORE_FLUSH_SECONDS (how often queued verdicts are written, default 0.5), DESY_WEBHOOK_URL
 (a JSON POST of new alert groups, at most every DESY_WEBHOOK_INTERVAL seconds, default 10).
 """
@@ -18,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -27,8 +29,9 @@ from starlette.responses import JSONResponse
 
 from alerts.store import Store, engine_for
 from desy import schema
+from desy.agents import Registry
 from desy.records import CLASSIFY_PATH, model_columns
-from serving.guard import SERVED, Guard
+from serving.guard import AGENT_SCOPE_KEY, SERVED, Guard
 from serving.model import Champion, load_champion
 from serving.notifier import Notifier
 from serving.recorder import Recorder
@@ -206,7 +209,9 @@ class DesyNids:
 
     @bentoml.api(route=CLASSIFY_PATH)
     def classify(
-        self, flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)]
+        self,
+        flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
+        ctx: bentoml.Context,
     ) -> ClassifyResponse:
         """Verdicts for a batch of flow records, in request order."""
         champion = self.champion
@@ -224,6 +229,10 @@ class DesyNids:
                 invalid_records=bad.invalid,
             )
             return JSONResponse(body.model_dump(), status_code=400)
+        agent = ctx.request.scope.get(AGENT_SCOPE_KEY)
+        if agent is not None:  # with an agents file, the token says who sent the records
+            for record in records:
+                record.agent_id = agent
         columns = model_columns(record.__dict__ for record in records)
         _count_unknown(columns)
         results = champion.classify(columns) if records else []
@@ -249,4 +258,7 @@ DesyNids.add_asgi_middleware(
     Guard,
     token=os.environ.get("DESY_API_TOKEN") or None,
     max_body=int(os.environ.get("DESY_MAX_BODY_BYTES", str(16 * 2**20))),
+    agents=Registry(Path(os.environ["DESY_AGENTS_FILE"]))
+    if os.environ.get("DESY_AGENTS_FILE")
+    else None,
 )
