@@ -101,8 +101,19 @@ def serve(
     store: Annotated[bool, typer.Option(help="Record attack verdicts in the alert store.")] = True,
     store_all: Annotated[bool, typer.Option(help="Record normal verdicts too.")] = False,
     agents_file: AgentsFile = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Serve HTTPS with this certificate (PEM)."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="The certificate's private key (PEM)."),
+    ] = None,
 ) -> None:
-    """Serve models:/desy-nids@champion over HTTP with BentoML (POST /classify, /livez, /readyz, /metrics)."""
+    """Serve models:/desy-nids@champion over HTTP(S) with BentoML (POST /classify, /livez, /readyz, /metrics)."""
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        typer.echo("error: --ssl-certfile and --ssl-keyfile go together", err=True)
+        raise typer.Exit(2)
     if agents_file is not None and not agents_file.is_file():
         typer.echo(
             f"error: no agents file {agents_file}: create it with `desy agents add ID`", err=True
@@ -128,12 +139,15 @@ def serve(
     env["DESY_STORE_URL"] = absolute_store(_store_url(store_url)) if store else ""
     env["DESY_STORE_ALL"] = "1" if store_all else "0"
     env["DESY_AGENTS_FILE"] = str(agents_file.resolve()) if agents_file else ""
+    env["DESY_SSL_CERTFILE"] = str(ssl_certfile.resolve()) if ssl_certfile else ""
+    env["DESY_SSL_KEYFILE"] = str(ssl_keyfile.resolve()) if ssl_keyfile else ""
     if token:
         env["DESY_API_TOKEN"] = token
     else:
         env.pop("DESY_API_TOKEN", None)
     typer.echo(
-        f"DeSy server on http://{host}:{port} ({workers} worker(s), model registry {env['MLFLOW_TRACKING_URI']})",
+        f"DeSy server on {'https' if ssl_certfile else 'http'}://{host}:{port} ({workers} worker(s), "
+        f"model registry {env['MLFLOW_TRACKING_URI']})",
         err=True,
     )
     os.execve(

@@ -9,6 +9,7 @@ and a JSON body of at most max_body bytes, counted as the bytes arrive whatever 
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from hmac import compare_digest
 from typing import Any
 
@@ -18,8 +19,8 @@ from serving.schemas import BadRequest
 #: The model version this worker serves once the champion is loaded, or why it does not yet.
 SERVED = {"version": "", "status": "loading the champion"}
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json"})
-#: Where the guard leaves the id of the agent whose token it accepted (with an agents file).
-AGENT_SCOPE_KEY = "desy.agent"
+#: The agent whose token the guard accepted for the request being served (with an agents file).
+CURRENT_AGENT: ContextVar[str | None] = ContextVar("desy_current_agent", default=None)
 
 
 class Guard:
@@ -63,10 +64,11 @@ class Guard:
             token = (
                 authorization[7:].decode("latin-1") if authorization.startswith(b"Bearer ") else ""
             )
-            scope[AGENT_SCOPE_KEY] = self.agents.agent_for(token) if token else None
-            if scope[AGENT_SCOPE_KEY] is None:
+            agent = self.agents.agent_for(token) if token else None
+            if agent is None:
                 await _reply(send, 401, {"error": "missing, unknown or disabled agent token"})
                 return
+            CURRENT_AGENT.set(agent)  # this request's context only (copied into the worker thread)
         elif self.expected and not compare_digest(
             headers.get(b"authorization", b""), self.expected
         ):

@@ -8,7 +8,7 @@ take to send its request headers, default 10), DESY_ACCESS_LOG=1 (a log line per
 default, it costs a third of a single-flow request's time), DESY_STORE_URL (the alert store, see
 alerts/store.py; empty: no store), DESY_STORE_ALL=1 (store normal verdicts too),
 DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_MAX_MB (SQLite, default 1024),
-DESY_AGENTS_FILE (agents with a token each, see desy/agents.py; replaces DESY_API_TOKEN),
+DESY_SSL_CERTFILE and DESY_SSL_KEYFILE (HTTPS), DESY_AGENTS_FILE (agents with a token each, see desy/agents.py; replaces DESY_API_TOKEN),
 DESY_STORE_FLUSH_SECONDS (how often queued verdicts are written, default 0.5), DESY_WEBHOOK_URL
 (a JSON POST of new alert groups, at most every DESY_WEBHOOK_INTERVAL seconds, default 10).
 """
@@ -31,7 +31,7 @@ from alerts.store import Store, engine_for
 from desy import schema
 from desy.agents import Registry
 from desy.records import CLASSIFY_PATH, model_columns
-from serving.guard import AGENT_SCOPE_KEY, SERVED, Guard
+from serving.guard import CURRENT_AGENT, SERVED, Guard
 from serving.model import Champion, load_champion
 from serving.notifier import Notifier
 from serving.recorder import Recorder
@@ -158,11 +158,20 @@ def _notifier() -> Notifier | None:
     return Notifier(url, interval=interval, on_failed=WEBHOOK_FAILED.inc)
 
 
+def _ssl() -> dict[str, Any]:
+    """HTTPS when DESY_SSL_CERTFILE and DESY_SSL_KEYFILE name a certificate and its key."""
+    certfile, keyfile = os.environ.get("DESY_SSL_CERTFILE"), os.environ.get("DESY_SSL_KEYFILE")
+    return (
+        {"enabled": True, "certfile": certfile, "keyfile": keyfile} if certfile and keyfile else {}
+    )
+
+
 @bentoml.service(
     name="desy_nids",
     workers=int(os.environ.get("DESY_WORKERS", "1")),
     traffic={"timeout": 30},
     logging={"access": {"enabled": os.environ.get("DESY_ACCESS_LOG", "0") == "1"}},
+    ssl=_ssl(),
 )
 class DesyNids:
     """Loads models:/desy-nids@champion in the background; ready once it is loaded."""
@@ -211,7 +220,6 @@ class DesyNids:
     def classify(
         self,
         flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
-        ctx: bentoml.Context,
     ) -> ClassifyResponse:
         """Verdicts for a batch of flow records, in request order."""
         champion = self.champion
@@ -229,7 +237,7 @@ class DesyNids:
                 invalid_records=bad.invalid,
             )
             return JSONResponse(body.model_dump(), status_code=400)
-        agent = ctx.request.scope.get(AGENT_SCOPE_KEY)
+        agent = CURRENT_AGENT.get()
         if agent is not None:  # with an agents file, the token says who sent the records
             for record in records:
                 record.agent_id = agent
