@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from alerts.tables import alerts
-from desy.records import ENDPOINT_FIELDS
-from desy.schema import DIFFICULTY, FEATURE_NAMES, LABEL
+from desy.records import ENDPOINT_FIELDS, LABELLED_FIELDS
+from desy.schema import DIFFICULTY, LABEL
 
 #: The NSL-KDD label a confirmed alert gets: one of its category's (only the category counts).
 CATEGORY_LABEL = {
@@ -21,7 +21,6 @@ CATEGORY_LABEL = {
     "r2l": "guess_passwd",
     "u2r": "buffer_overflow",
 }
-COLUMNS = (*FEATURE_NAMES, LABEL, DIFFICULTY, "scenario", "family", "run", *ENDPOINT_FIELDS)
 
 
 def export(engine: Engine, out: Path) -> int:
@@ -33,21 +32,23 @@ def export(engine: Engine, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     with engine.connect() as connection, out.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
+        writer = csv.DictWriter(handle, LABELLED_FIELDS)
+        writer.writeheader()
         for alert in connection.execute(query):
             day = time.strftime("%Y-%m-%d", time.gmtime(alert.received_at))
             category = alert.analyst_category
+            endpoints = {name: getattr(alert, name) for name in ENDPOINT_FIELDS}
             writer.writerow(
-                [
-                    *(alert.features[name] for name in FEATURE_NAMES),
-                    CATEGORY_LABEL[category],
-                    0,
-                    "analyst",
-                    category,
-                    f"{alert.agent_id}-{day}",
-                    *(getattr(alert, name) for name in ENDPOINT_FIELDS),
-                ]
+                alert.features
+                | endpoints
+                | {
+                    LABEL: CATEGORY_LABEL[category],
+                    DIFFICULTY: 0,
+                    "category": category,
+                    "scenario": "analyst",
+                    "family": category,
+                    "run": f"{alert.agent_id}-{day}",
+                }
             )
             rows += 1
     return rows

@@ -9,13 +9,14 @@ with each action) and the token as password.
 
 from __future__ import annotations
 
+import html
 import io
 import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -59,7 +60,7 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
 
     @app.exception_handler(BadQuery)
     async def bad_query(request: Request, err: BadQuery) -> Response:
-        return HTMLResponse(f"<p class=error>{_escape(str(err))}</p>", status_code=400)
+        return HTMLResponse(f"<p class=error>{html.escape(str(err))}</p>", status_code=400)
 
     @app.get("/")
     def home() -> RedirectResponse:
@@ -269,8 +270,6 @@ def timeline_svg(summary: dict[str, Any]) -> str:
 
 
 def _params(query: str) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-
     allowed = set(Filters.__dataclass_fields__)
     return {k: v for k, v in parse_qsl(query) if k in allowed}
 
@@ -285,7 +284,3 @@ def _group_key(value: str) -> GroupKey:
 def _local(url: str) -> str:
     """Only redirect within the dashboard."""
     return url if url.startswith("/") and not url.startswith("//") else "/inbox"
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

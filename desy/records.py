@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
-from desy.schema import FEATURE_NAMES, Category
+from desy.schema import DIFFICULTY, FEATURE_NAMES, LABEL, Category
 
 #: Where agents send records.
 CLASSIFY_PATH: Final[str] = "/classify"
@@ -33,6 +33,17 @@ ENDPOINT_FIELDS: Final[tuple[str, ...]] = tuple(name for name, kind in CONTEXT i
 ROW_FIELDS: Final[tuple[str, ...]] = (*FEATURE_NAMES, *ENDPOINT_FIELDS)
 #: A flow record as sent to the server.
 RECORD_FIELDS: Final[tuple[str, ...]] = (*FEATURE_NAMES, *CONTEXT_FIELDS)
+#: A labelled flow table (the lab's, operators' site/*.csv, analysts' feedback), in column order.
+LABELLED_FIELDS: Final[tuple[str, ...]] = (
+    *FEATURE_NAMES,
+    LABEL,
+    DIFFICULTY,
+    "category",
+    "scenario",
+    "family",
+    "run",
+    *ENDPOINT_FIELDS,
+)
 
 Record = dict[str, Any]
 

@@ -15,21 +15,10 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from desy.records import ENDPOINT_FIELDS
-from desy.schema import DIFFICULTY, FEATURE_NAMES, LABEL, category_of
+from desy.records import LABELLED_FIELDS
+from desy.schema import DIFFICULTY, LABEL, category_of
 from lab.network import ATTACKER, BENIGN_ADDRESSES
 
-#: Columns of the labelled table, in order.
-COLUMNS: tuple[str, ...] = (
-    *FEATURE_NAMES,
-    LABEL,
-    DIFFICULTY,
-    "category",
-    "scenario",
-    "family",
-    "run",
-    *ENDPOINT_FIELDS,
-)
 #: Lab rows are not graded by a panel of learners as NSL-KDD's were: difficulty 0 says so.
 UNGRADED = 0
 
@@ -85,7 +74,7 @@ def write(rows: Iterable[dict[str, str]], path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(fh, LABELLED_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)

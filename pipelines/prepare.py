@@ -47,7 +47,7 @@ class FlowTableError(ValueError):
 
 
 def flows(paths: list[Path]) -> pd.DataFrame:
-    """Labelled flow tables (lab or site CSVs with LAB_COLUMNS' header), typed like NSL-KDD.
+    """Labelled flow tables (lab or site CSVs with desy.records.LABELLED_FIELDS' header), typed like NSL-KDD.
 
     A site file without scenario/family/run columns is one run of scenario "site".
     """

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from desy import schema
+from desy.records import LABELLED_FIELDS
 from lab.network import ATTACKER, CLIENTS, SERVER
 from lab.scenarios import SCENARIOS
-from lab.table import COLUMNS, cap_attacks, is_attack, label_rows
+from lab.table import cap_attacks, is_attack, label_rows
 from pipelines.prepare import FlowTableError, flows, split_runs
 from tests.conftest import LAB_TABLE, run
 
@@ -96,7 +97,7 @@ def test_split_keeps_whole_runs_apart():
 def test_committed_lab_table():
     frame = flows([LAB_TABLE])
     with LAB_TABLE.open() as fh:
-        assert next(csv.reader(fh)) == list(COLUMNS)
+        assert next(csv.reader(fh)) == list(LABELLED_FIELDS)
     assert set(frame["family"]) == {"normal", "probe", "dos", "r2l", "mixed"}
     for scenario, rows in frame.groupby("scenario"):
         labels = set(rows["label"])
