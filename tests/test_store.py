@@ -4,6 +4,7 @@ per-minute counts, retention, several writers at once, and the server's backgrou
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 import time
 
@@ -13,6 +14,7 @@ from alerts.store import Classified, Store, engine_for, migrate
 from alerts.tables import agents, verdict_counts
 from desy.schema import FEATURE_NAMES
 from serving.recorder import Recorder
+from tests.conftest import run
 
 
 def record(agent: str = "a1", src: str = "10.0.0.1", service: str = "http") -> dict:
@@ -187,3 +189,12 @@ def test_sqlite_keeps_under_its_size_limit_by_dropping_the_oldest(tmp_path):
         oldest = connection.execute(text("SELECT min(received_at) FROM alerts")).scalar_one()
     assert oldest > 1_800_000_000.0  # the oldest went first
     assert store.shrink(max_bytes=256 * 1024) == 0  # it fits now
+
+
+def test_a_bad_store_url_is_refused_with_a_clear_error():
+    for url, said in (
+        ("mysql://db/alerts", "SQLite or PostgreSQL"),
+        ("nonsense", "not a database URL"),
+    ):
+        done = run([sys.executable, "-m", "desy.cli", "serve", "--store-url", url], 60)
+        assert done.returncode == 2 and said in done.stderr

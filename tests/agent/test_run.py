@@ -355,3 +355,24 @@ def test_pcap_slice_cuts_one_connection_out_of_the_agents_capture(tmp_path):
         check=False,
     )
     assert missing.returncode == 1 and "no packet" in missing.stderr
+    bad = subprocess.run(
+        [
+            *AGENT,
+            "pcap-slice",
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--src",
+            "host-a",
+            "--dst",
+            "192.0.2.2",
+            "--start",
+            "0",
+            "--end",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "not an IP address: 'host-a'" in bad.stderr
