@@ -274,6 +274,15 @@ def test_ready_once_a_champion_appears_without_restart(model_store, tmp_path):
             lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
             "never ready after the champion appeared",
         )
+        # Each worker loads the champion on its own retry schedule: like an agent, retry a 503
+        # from one still loading until every answer comes from the champion.
+        _wait(
+            lambda: all(
+                httpx.post(f"{url}/classify", json={"flows": []}).status_code == 200
+                for _ in range(4)
+            ),
+            "a worker never loaded the champion",
+        )
         assert httpx.post(f"{url}/classify", json={"flows": []}).headers["x-model-version"] == str(
             version
         )
