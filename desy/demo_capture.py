@@ -27,10 +27,17 @@ def demo_capture(path: Path, seed: int = 7) -> Path:
     for i in range(20):  # normal web browsing and name lookups
         t, port = i * 3.0, 40000 + i
         c, s = Ether() / IP(src=CLIENT, dst=SERVER), Ether() / IP(src=SERVER, dst=CLIENT)
+        # as curl asks and nginx answers, pages of a small site's sizes
         request = (
-            f"GET /page{i}.html HTTP/1.1\r\nHost: intranet\r\nUser-Agent: demo\r\n\r\n".encode()
-        )
-        response = b"HTTP/1.1 200 OK\r\nContent-Length: 1200\r\n\r\n" + b"x" * 1200
+            f"GET /page{i}.html HTTP/1.1\r\nHost: intranet\r\nUser-Agent: curl/7.88.1\r\n"
+            "Accept: */*\r\n\r\n"
+        ).encode()
+        size = rng.choice((2_300, 7_800, 15_000, 48_000))
+        response = (
+            "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 09 Oct 2025 08:53:20 GMT\r\n"
+            f"Content-Type: text/html\r\nContent-Length: {size}\r\nConnection: keep-alive\r\n"
+            'ETag: "68e77a70-8fc"\r\nAccept-Ranges: bytes\r\n\r\n'
+        ).encode() + b"x" * size
         add(c / TCP(sport=port, dport=80, flags="S", seq=100), t)
         add(s / TCP(sport=80, dport=port, flags="SA", seq=900, ack=101), t + 0.001)
         add(c / TCP(sport=port, dport=80, flags="A", seq=101, ack=901), t + 0.002)

@@ -55,9 +55,12 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 
 @dataclass
 class Lab:
-    """The namespaces, created by up() and removed by down() (also as a context manager)."""
+    """The namespaces of these hosts, created by up() and removed by down() (also as a context
+    manager); `uplink` also gives this machine an address on the switch."""
 
     tag: str = field(default_factory=lambda: str(os.getpid() % 100000))
+    hosts: tuple[Host, ...] = HOSTS
+    uplink: str = ""
     etc_dirs: list[Path] = field(default_factory=list)
 
     @property
@@ -65,7 +68,10 @@ class Lab:
         return f"dl{self.tag}-sw"
 
     def ns(self, host: Host | str) -> str:
-        return (BY_NAME[host] if isinstance(host, str) else host).ns(self.tag)
+        return (self.host(host) if isinstance(host, str) else host).ns(self.tag)
+
+    def host(self, name: str) -> Host:
+        return next(host for host in self.hosts if host.name == name)
 
     def up(self) -> Lab:
         """Create the switch and the hosts; on failure, remove what was made."""
@@ -82,7 +88,7 @@ class Lab:
         run("ip", "netns", "add", self.switch)
         run("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
         run("ip", "-n", self.switch, "link", "set", "br0", "up")
-        for index, host in enumerate(HOSTS):
+        for index, host in enumerate(self.hosts):
             ns, peer = self.ns(host), f"p{index}"
             run("ip", "netns", "add", ns)
             run(
@@ -110,6 +116,12 @@ class Lab:
             run("ip", "-n", ns, "link", "set", "lo", "up")
             # Unreachables at full rate, so UDP scans finish in seconds as on a fast LAN stack.
             self.sysctl(host, "net.ipv4.icmp_ratelimit", "0")
+        if self.uplink:  # this machine's own end: dl<tag>-up, on the switch
+            up = f"dl{self.tag}-up"
+            run(*f"ip link add {up} type veth peer name uplink netns {self.switch}".split())
+            run("ip", "-n", self.switch, "link", "set", "uplink", "master", "br0", "up")
+            run("ip", "addr", "add", f"{self.uplink}/24", "dev", up)
+            run("ip", "link", "set", up, "up")
 
     def sysctl(self, host: Host, key: str, value: str) -> None:
         run("ip", "netns", "exec", self.ns(host), "sysctl", "-q", "-w", f"{key}={value}")
@@ -126,7 +138,11 @@ class Lab:
         return ["ip", "netns", "exec", self.ns(host), *args]
 
     def down(self) -> None:
-        for host in HOSTS:
+        if self.uplink:
+            subprocess.run(
+                ["ip", "link", "del", f"dl{self.tag}-up"], capture_output=True, check=False
+            )
+        for host in self.hosts:
             _kill_ns(self.ns(host))
             subprocess.run(["ip", "netns", "del", self.ns(host)], capture_output=True, check=False)
         _kill_ns(self.switch)

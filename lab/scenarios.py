@@ -169,11 +169,12 @@ def web(run: Run, client: Host) -> None:
 
 
 def web_login(run: Run, client: Host) -> None:
-    password = PASSWORD if run.rng.random() < 0.85 else run.rng.choice(WRONG_PASSWORDS)
-    run.sh(
-        client,
-        [*QUIET_CURL, "-u", f"{USER}:{password}", f"http://{SERVER.ip}/admin/"],
-    )
+    """A user logs in to a page behind basic auth; a quarter mistype first."""
+    passwords = [PASSWORD]
+    if run.rng.random() < 0.25:
+        passwords.insert(0, run.rng.choice(WRONG_PASSWORDS))
+    for password in passwords:
+        run.sh(client, [*QUIET_CURL, "-u", f"{USER}:{password}", f"http://{SERVER.ip}/admin/"])
 
 
 def dns(run: Run, client: Host) -> None:
@@ -222,7 +223,7 @@ def ssh(run: Run, client: Host) -> None:
 
 
 def ftp(run: Run, client: Host) -> None:
-    mistyped = run.rng.random() < 0.2
+    mistyped = run.rng.random() < 0.4
     path = run.rng.choice(
         ("files/", "files/report-900.txt", "files/report-14000.txt", "files/report-260000.txt")
     )
@@ -241,14 +242,18 @@ def ftp(run: Run, client: Host) -> None:
 
 
 def mail(run: Run, client: Host) -> None:
+    """A mail client fetches mail; a quarter of the time the user mistypes first."""
     proto = run.rng.choice(("pop3", "imap"))
-    password = PASSWORD if run.rng.random() < 0.9 else run.rng.choice(WRONG_PASSWORDS)
     path = (
         run.rng.choice(("/", "/1"))
         if proto == "pop3"
         else run.rng.choice(("/INBOX", "/INBOX;UID=1"))
     )
-    run.sh(client, [*QUIET_CURL, f"{proto}://{USER}:{password}@{SERVER.ip}{path}"])
+    passwords = [PASSWORD]
+    if run.rng.random() < 0.25:
+        passwords.insert(0, run.rng.choice(WRONG_PASSWORDS))
+    for password in passwords:
+        run.sh(client, [*QUIET_CURL, f"{proto}://{USER}:{password}@{SERVER.ip}{path}"])
 
 
 def ntp(run: Run, client: Host) -> None:

@@ -72,13 +72,38 @@ def choose_threshold(normal_scores: np.ndarray, budget: float, floor: float = 0.
 def category_thresholds(
     scores: np.ndarray, candidates: np.ndarray, budget: float, floor: float
 ) -> dict[str, float]:
-    """Per attack category, the lowest threshold (at least floor) whose alerts on these normal
-    records, counting only those whose candidate category it is, stay within budget of them all."""
-    thresholds = {}
-    for category in schema.CATEGORIES[1:]:
-        own = np.where(candidates == category, scores, 0.0)
-        thresholds[category] = choose_threshold(own, budget, floor)
-    return thresholds
+    """Per attack category, the lowest threshold (at least floor) such that the alerts of all
+    categories together on these normal records stay within budget of them.
+
+    Every category gets the same share of the budget: the largest share (in whole records) whose
+    total stays within it. A share is spent only by normal records whose candidate category it
+    is, so a category that normal traffic rarely resembles gets a low threshold.
+    """
+    allowed = int(np.floor(budget * len(scores) + 1e-9))
+    low, high = 0, allowed  # a larger share never lowers the total: bisect for the largest
+    while low < high:
+        share = (low + high + 1) // 2
+        fits = _alerts(scores, candidates, _share_thresholds(scores, candidates, share, floor))
+        low, high = (share, high) if fits <= allowed else (low, share - 1)
+    return _share_thresholds(scores, candidates, low, floor)
+
+
+def _share_thresholds(
+    scores: np.ndarray, candidates: np.ndarray, share: int, floor: float
+) -> dict[str, float]:
+    """Per attack category, the lowest threshold letting at most `share` of these normal records
+    alert with that category."""
+    budget = share / max(len(scores), 1)
+    return {
+        category: choose_threshold(np.where(candidates == category, scores, 0.0), budget, floor)
+        for category in schema.CATEGORIES[1:]
+    }
+
+
+def _alerts(scores: np.ndarray, candidates: np.ndarray, thresholds: dict[str, float]) -> int:
+    """How many records these thresholds flag, each by its candidate category's threshold."""
+    cut = np.asarray([thresholds.get(c, np.inf) for c in candidates], dtype=np.float64)
+    return int((scores >= cut).sum())
 
 
 def to_onnx(pipeline: Pipeline) -> bytes:

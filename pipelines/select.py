@@ -35,6 +35,7 @@ def compare(parameter: str, values: list[str]) -> None:
             "kdd.false_alarm_rate": kdd["false_alarm_rate"],
             "kdd.detection_rate": kdd["detection_rate"],
             "lab.false_alarm_rate": lab["false_alarm_rate"],
+            "lab.held_out_false_alarm_rate": meta["validation"]["held_out"]["false_alarm_rate"],
             "lab.detection_rate": lab["detection_rate"],
             **{
                 f"lab.{family}.false_alarm_rate": rate

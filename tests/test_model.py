@@ -11,7 +11,7 @@ from pipelines import config
 from pipelines.evaluate import evaluate
 from pipelines.model import choose_threshold
 from pipelines.register import ParityError, check_parity
-from pipelines.train import threshold_for
+from pipelines.train import held_out_false_alarms, threshold_for
 
 
 @pytest.mark.parametrize("budget", [0.0, 0.01, 0.05, 0.5])
@@ -43,10 +43,11 @@ def test_category_thresholds_keep_every_validation_budget():
     )  # no normal u2r
     for name, budget in budgets.items():
         normal = frames[name]["is_attack"].to_numpy() == 0
-        for category in ("dos", "probe", "r2l"):
-            mine = normal & (found[name].category == category)
-            alerts = (found[name].attack_probability[mine] >= thresholds[category]).sum()
-            assert alerts <= budget * normal.sum()
+        cut = np.asarray([thresholds[c] for c in found[name].category])
+        alerts = (found[name].attack_probability >= cut)[normal].sum()
+        assert alerts <= budget * normal.sum()  # all categories together
+        if name == "lab":  # the harder set spends its budget, not a fraction of it
+            assert alerts > budget * normal.sum() - 3
     # the rarer a category among normals, the lower its threshold may go
     assert thresholds["r2l"] < thresholds["probe"] < thresholds["dos"]
     assert min(threshold_for(budgets, found, frames, floor=0.3).values()) >= 0.3
@@ -75,15 +76,8 @@ def test_decide_uses_one_minus_p_normal():
 def test_small_model_meets_its_own_budget(small_model):
     _pipeline, meta, _ = small_model
     assert meta["classes"] == sorted(schema.CATEGORIES)
-    attack_categories = len(schema.CATEGORIES) - 1  # each may use the budget
-    assert (
-        meta["validation"]["lab"]["false_alarm_rate"]
-        <= attack_categories * meta["false_alarm_budget"]
-    )
-    assert (
-        meta["validation"]["kdd"]["false_alarm_rate"]
-        <= attack_categories * meta["kdd_false_alarm_budget"]
-    )
+    assert meta["validation"]["lab"]["false_alarm_rate"] <= meta["false_alarm_budget"]
+    assert meta["validation"]["kdd"]["false_alarm_rate"] <= meta["kdd_false_alarm_budget"]
     assert set(meta["threshold"]) == set(schema.CATEGORIES[1:])
     assert meta["validation"]["kdd"]["detection_rate"] > 0.95
     assert meta["validation"]["lab"]["detection_rate"] > 0.9
@@ -144,3 +138,21 @@ class _Shifted:
 
     def predict_proba(self, features):
         return self.pipeline.predict_proba(features)[:, [1, 0, 2, 3, 4]]
+
+
+def test_held_out_estimate_sees_a_run_unlike_the_others():
+    rng = np.random.default_rng(2)
+    runs = np.repeat(np.arange(5), 400)
+    lab = pd.DataFrame(
+        {"is_attack": 0, "run": runs, "family": np.where(runs == 0, "mixed", "normal")}
+    )
+    scores = rng.beta(0.8, 12, len(lab)) + np.where(runs == 0, 0.2, 0.0)  # run 0 scores higher
+    found = {"lab": Decisions(np.zeros(len(lab), bool), scores, np.full(len(lab), "dos", object))}
+    frames = {"lab": lab}
+    thresholds = threshold_for({"lab": 0.02}, found, frames, floor=0.05)
+    in_sample = (scores >= thresholds["dos"]).mean()
+    held_out = held_out_false_alarms({"lab": 0.02}, found, frames, 0.05, runs)
+    assert in_sample <= 0.02 < held_out["false_alarm_rate"]
+    # run 0 is judged by thresholds chosen without it: many of its normals alert
+    assert held_out["false_alarm_rate.mixed"] > 0.3
+    assert held_out["false_alarm_rate.normal"] < 0.05

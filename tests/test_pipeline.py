@@ -36,14 +36,10 @@ def test_full_pipeline_clears_the_bars_and_is_deterministic(tmp_path):
     assert runs[0]["kddtest_plus"]["accuracy"] >= 0.82
     assert runs[0]["kddtest_21"]["accuracy"] >= 0.66
     lab = runs[0]["lab"]
-    # Issue #8 asks for at most 2 % false alarms on the lab test runs; the regenerated lab (varied
-    # web, hosts rejoining the link) measures 2.3 % at the budget chosen on validation (README,
-    # "Operating point"), and no budget reaches both that and the KDDTest+ floor. Until that is
-    # solved, this guards the measured level against regressions.
     assert (
-        lab["false_alarm_rate"] <= 0.025
+        lab["false_alarm_rate"] <= 0.02
         and lab["detection_rate"] >= 0.90
         and lab["attack_category_accuracy"] >= 0.90
-    )
+    )  # issue #8's bars on the lab's test runs
     for family in ("normal", "mixed"):
         assert lab["by_family"][family]["false_alarm_rate"] <= 0.05, family
