@@ -6,7 +6,7 @@ UV ?= uv
 PCAP ?=
 IFACE ?=
 
-.PHONY: setup repro lab test bench mlflow-ui demo serve clean
+.PHONY: setup repro lab test bench mlflow-ui demo cluster-demo serve clean
 
 setup:  ## install uv if missing, the locked environment with every extra, and NSL-KDD
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --break-system-packages uv
@@ -30,6 +30,10 @@ demo: setup  ## train if needed, serve the champion, run the agent on a capture,
 	$(UV) run desy demo $(if $(PCAP),--pcap $(PCAP)) $(if $(IFACE),--iface $(IFACE))
 	@echo "DeSy dashboard with the demo's alerts: http://127.0.0.1:8080 (Ctrl-C to stop)"
 	$(UV) run desy dashboard --store-url sqlite:///$(CURDIR)/logs/demo/alerts.db
+
+cluster-demo: setup  ## DeSy on 6 hosts in network namespaces: 3 live agents, 2 replicas behind nginx (TLS), PostgreSQL, MLflow (root)
+	apt-get install -y -qq --no-install-recommends nginx nmap postgresql
+	$(UV) run python -m deploy.cluster
 
 mlflow-ui:  ## browse runs and registered models at http://127.0.0.1:5000
 	$(UV) run mlflow ui --backend-store-uri "$$($(UV) run python -m desy.registry)" --host 127.0.0.1 --port 5000

@@ -89,7 +89,7 @@ def refuse_open_without_token(host: str, token: object, insecure: bool, variable
 @app.command()
 def serve(
     host: Host = "127.0.0.1",
-    port: Port = 3000,
+    port: Annotated[int, typer.Option(envvar="DESY_PORT", help="TCP port.")] = 3000,
     workers: Annotated[int, typer.Option(min=0, help="Server processes (0: one per core).")] = 0,
     token: Annotated[
         str | None,

@@ -120,6 +120,7 @@ class Lab:
             up = f"dl{self.tag}-up"
             run(*f"ip link add {up} type veth peer name uplink netns {self.switch}".split())
             run("ip", "-n", self.switch, "link", "set", "uplink", "master", "br0", "up")
+            run("sysctl", "-q", "-w", f"net.ipv6.conf.{up}.disable_ipv6=1")
             run("ip", "addr", "add", f"{self.uplink}/24", "dev", up)
             run("ip", "link", "set", up, "up")
 

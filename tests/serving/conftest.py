@@ -20,11 +20,9 @@ from tests.conftest import ROOT, SMALL_TRAIN_PARAMS, free_port
 TOKEN = "test-token-0123456789"
 
 
-@pytest.fixture(scope="session")
-def model_store(small_model, small_tables, tmp_path_factory):
-    """A temporary MLflow store whose desy-nids champion is the small model."""
-    store = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{store}/mlflow.db"
+def register_small_model(uri: str, small_model, small_tables) -> str:
+    """Register the small model in the MLflow store or server at uri (it takes champion: the
+    gate's floors are off); its version."""
     pipeline, meta, model_dir = small_model
     tests = {name: small_tables[table] for name, table in config.TEST_SETS.items()}
     metrics, _ = evaluate(pipeline, meta, tests)
@@ -50,7 +48,16 @@ def model_store(small_model, small_tables, tmp_path_factory):
             os.environ.pop("MLFLOW_TRACKING_URI")
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
-    return uri, decision.version
+    assert decision.promoted, decision.reason
+    return decision.version
+
+
+@pytest.fixture(scope="session")
+def model_store(small_model, small_tables, tmp_path_factory):
+    """A temporary MLflow store whose desy-nids champion is the small model."""
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store}/mlflow.db"
+    return uri, register_small_model(uri, small_model, small_tables)
 
 
 def start_server(uri: str, token: str | None, port: int, *extra: str) -> subprocess.Popen:

@@ -10,63 +10,14 @@ import time
 
 import httpx
 
+from deploy.cluster import certificates
 from tests.conftest import PCAPS, free_port, run
 from tests.serving.conftest import start_server, stop_server
 
 
-def make_ca_and_certificate(directory) -> tuple:
-    """A CA, and a certificate for 127.0.0.1 that it signs: (ca.pem, server.pem, server.key)."""
-    ca, ca_key = directory / "ca.pem", directory / "ca.key"
-    cert, key, request = (
-        directory / "server.pem",
-        directory / "server.key",
-        directory / "server.csr",
-    )
-    extensions = directory / "san.ext"
-    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl = ["openssl", "req", "-newkey", "rsa:2048", "-nodes"]
-    steps = [
-        [
-            *openssl,
-            "-x509",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=DeSy test CA",
-            "-keyout",
-            ca_key,
-            "-out",
-            ca,
-        ],
-        [*openssl, "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", request],
-        [
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            request,
-            "-CA",
-            ca,
-            "-CAkey",
-            ca_key,
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            extensions,
-            "-out",
-            cert,
-        ],
-    ]
-    for step in steps:
-        done = run(step, 60)
-        assert done.returncode == 0, done.stderr
-    return ca, cert, key
-
-
 def test_agents_classify_over_tls_with_a_private_ca(model_store, tmp_path):
     uri, version = model_store
-    ca, cert, key = make_ca_and_certificate(tmp_path)
+    ca, cert, key = certificates(tmp_path, ("127.0.0.1",))
     agents = tmp_path / "agents.json"
     token = run(
         [sys.executable, "-m", "desy.cli", "agents", "add", "edge-1", "--file", agents], 60

@@ -1,0 +1,2 @@
+-- MLflow's backend store, beside the alert store (compose.yaml).
+CREATE DATABASE mlflow;
