@@ -33,9 +33,10 @@ COPY pyproject.toml uv.lock ./
 # What every image runs on.
 FROM ${BASE} AS runtime
 # Its home holds what a volume keeps (mount one there and it starts owned by the user): the
-# agent's logs/ and the server's alert store and BentoML state under .local/.
+# agent's logs/, the server's alert store and BentoML state under .local/, MLflow's artifacts.
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/desy desy \
-    && install -d -o desy -g desy /home/desy/logs /home/desy/.local/share/desy /home/desy/.local/state
+    && install -d -o desy -g desy /home/desy/logs /home/desy/.local/share/desy /home/desy/.local/state \
+        /home/desy/mlartifacts
 ENV PATH=/app/bin:$PATH \
     PYTHONUNBUFFERED=1
 WORKDIR /home/desy

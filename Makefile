@@ -32,7 +32,7 @@ demo: setup  ## train if needed, serve the champion, run the agent on a capture,
 	$(UV) run desy dashboard --store-url sqlite:///$(CURDIR)/logs/demo/alerts.db
 
 cluster-demo: setup  ## DeSy on 6 hosts in network namespaces: 3 live agents, 2 replicas behind nginx (TLS), PostgreSQL, MLflow (root)
-	apt-get install -y -qq --no-install-recommends nginx nmap postgresql
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx nmap postgresql curl openssl
 	$(UV) run python -m deploy.cluster
 
 mlflow-ui:  ## browse runs and registered models at http://127.0.0.1:5000

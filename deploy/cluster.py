@@ -3,8 +3,8 @@
 Three monitored hosts (web1-3, nginx each) run an agent capturing their live interface, each with
 its own token; the server host (ctl) runs the MLflow tracking server, two model-server replicas
 (HTTPS, the alert store on PostgreSQL) and nginx balancing them over HTTPS with a CA made here; a
-client (cli) browses the web hosts and an attacker (att) scans one. Used by tests/test_cluster.py
-and `make cluster-demo` (`python -m deploy.cluster`).
+client (cli) browses the web hosts and an attacker (att) scans one. Used by
+tests/serving/test_cluster.py and `make cluster-demo` (`python -m deploy.cluster`).
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def wait_for(check, what: str, timeout: float, proc: subprocess.Popen | None = N
         time.sleep(0.5)
 
 
-def answers(url: str, verify: str | bool = False) -> bool:
+def answers(url: str) -> bool:
     try:
-        return httpx.get(url, verify=verify, timeout=2).status_code == 200
+        return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
 
@@ -107,15 +107,15 @@ class Cluster:
 
     def spawn(self, name: str, host: Host, argv: list[str], env: dict | None = None) -> None:
         """Start argv inside host in a session of its own, output to <name>.log."""
-        log = (self.dir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            self.lab.cmd(host, *argv),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.dir,
-            start_new_session=True,
-        )
+        with (self.dir / f"{name}.log").open("ab") as log:
+            self.procs[name] = subprocess.Popen(
+                self.lab.cmd(host, *argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.dir,
+                start_new_session=True,
+            )
 
     def _web(self, host: Host) -> None:
         # nginx's workers run as www-data: the pages live where it can read them
@@ -246,12 +246,14 @@ class Cluster:
                 proc.wait(30)
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            self._signal(name, signal.SIGTERM, wait=False)
-        for name in list(self.procs):
-            self._signal(name, signal.SIGTERM)
-        self.lab.down()
-        shutil.rmtree(self.www, ignore_errors=True)
+        try:
+            for name in list(self.procs):
+                self._signal(name, signal.SIGTERM, wait=False)
+            for name in list(self.procs):
+                self._signal(name, signal.SIGTERM)
+        finally:
+            self.lab.down()  # also kills whatever still runs in the hosts
+            shutil.rmtree(self.www, ignore_errors=True)
 
 
 @contextmanager

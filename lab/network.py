@@ -1,8 +1,9 @@
 """The lab's hosts: network namespaces on one bridge, on addresses the lab creates.
 
 Topology: a switch namespace holding bridge `br0`, and one namespace per host joined to it by a
-veth pair (`eth0` inside the host). The namespaces have no link to the machine's own network, so
-every packet stays between lab hosts. The capture runs on the bridge and sees every frame.
+veth pair (`eth0` inside the host). The namespaces have no link to the machine's own network
+(unless `uplink` puts this machine on the switch, as the deployment test does), so every packet
+stays between lab hosts. The capture runs on the bridge and sees every frame.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ class Lab:
         return (self.host(host) if isinstance(host, str) else host).ns(self.tag)
 
     def host(self, name: str) -> Host:
-        return next(host for host in self.hosts if host.name == name)
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(f"no host {name!r} in this lab")
 
     def up(self) -> Lab:
         """Create the switch and the hosts; on failure, remove what was made."""

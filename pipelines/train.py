@@ -205,10 +205,11 @@ def train(
             )
         return out
 
+    fold = run_folds(lab, params) if "lab" in frames else None
+
     def held_out(budget: float) -> dict[str, float]:
-        if "lab" not in frames:
+        if fold is None:
             return {}
-        fold = run_folds(lab, params)
         return {"held_out": held_out_false_alarms(budgets(budget), found, frames, floor, fold)}
 
     budget = params["false_alarm_budget"]

@@ -22,12 +22,12 @@ def config(**env: str) -> subprocess.CompletedProcess:
 
 
 def test_compose_file_is_valid_and_needs_the_tokens():
-    done = config(DESY_API_TOKEN="t1", DESY_DASHBOARD_TOKEN="t2")
+    done = config(DESY_API_TOKEN="t1", DESY_DASHBOARD_TOKEN="t2", POSTGRES_PASSWORD="p")
     assert done.returncode == 0, done.stderr
     services = yaml.safe_load(done.stdout)["services"]
     assert set(services) == {"postgres", "mlflow", "server", "dashboard", "agent"}
     assert services["agent"]["cap_add"] == ["NET_RAW"] and services["agent"]["cap_drop"] == ["ALL"]
-    refused = config(DESY_DASHBOARD_TOKEN="t2")
+    refused = config(DESY_DASHBOARD_TOKEN="t2", POSTGRES_PASSWORD="p")
     assert refused.returncode != 0 and "set DESY_API_TOKEN" in refused.stderr
 
 

@@ -39,7 +39,7 @@ def test_demo_summarises_the_synthetic_capture(model_store, tmp_path):
     ]
     assert len(client) == 40  # 20 web and 20 DNS sessions
     # the small test model (30 trees on KDDTrain+'s 20 % subset) flags some of the web pages; the
-    # served model flags none (README, "Demo")
+    # served model flags none (README, first section)
     assert [category for service, category in client if service == "domain_u"] == ["normal"] * 20
     assert (tmp_path / "demo" / "capture.pcap").stat().st_size > 100_000
     attacks = sum(flow["verdict"]["label"] == "attack" for flow in flows)

@@ -52,27 +52,33 @@ def images(tmp_path_factory):
     started = None
     if not daemon_up():
         log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
-        started = subprocess.Popen(
-            ["dockerd", "--storage-driver=vfs", "--iptables=false", "--bridge=none"],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with log.open("w") as out:
+            started = subprocess.Popen(
+                ["dockerd", "--storage-driver=vfs", "--iptables=false", "--bridge=none"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    try:
         deadline = time.monotonic() + 60
         while not daemon_up():
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(1)
-    try:
         if not docker("images", "-q", BASE).strip():
             subprocess.run([str(ROOT / "deploy" / "docker-base.sh"), BASE], check=True, timeout=900)
         for target, tag in (("agent", AGENT), ("server", SERVER)):
             build = ["build", "--network", "host", "--build-arg", f"BASE={BASE}"]
             docker(*build, "--target", target, "-t", tag, str(ROOT), timeout=2400)
         yield
+        docker("image", "prune", "-f", check=False)  # what rebuilding left behind (vfs: GBs)
     finally:
         if started is not None:
             started.terminate()
-            started.wait(timeout=60)
+            try:
+                started.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                started.kill()
+                started.wait(timeout=30)
 
 
 def run_agent_container(server_url: str, logs: Path) -> list[dict]:
