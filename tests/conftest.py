@@ -110,11 +110,15 @@ def _private_data_home(tmp_path_factory):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     """A fresh, empty database of each backend."""
-    from sqlalchemy import create_engine, text
-
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/alerts.db"
-    server = request.getfixturevalue("postgres_url")
+    return new_database(request.getfixturevalue("postgres_url"))
+
+
+def new_database(server: str) -> str:
+    """A new, empty database on the PostgreSQL of server (a URL to its `postgres` database)."""
+    from sqlalchemy import create_engine, text
+
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(
         server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"

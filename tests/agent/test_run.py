@@ -302,6 +302,16 @@ def test_tls_with_a_private_ca_and_a_certificate_that_does_not_verify(tmp_path):
     assert json.loads((tmp_path / "bad" / "summary.json").read_text())["flows_spooled"] == 1
 
 
+def pcap_slice(log_dir: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*AGENT, "pcap-slice", "--log-dir", str(log_dir), *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_pcap_slice_cuts_one_connection_out_of_the_agents_capture(tmp_path):
     with ClassifyServer() as server:
         result = agent_run(PCAPS / "simple_http_loopback.pcap", server.url, tmp_path / "logs")
@@ -320,59 +330,16 @@ def test_pcap_slice_cuts_one_connection_out_of_the_agents_capture(tmp_path):
     }
     options = [arg for key, name in option.items() for arg in (name, str(flow[key]))]
     out = tmp_path / "one.pcap"
-    done = subprocess.run(
-        [*AGENT, "pcap-slice", "--log-dir", str(tmp_path / "logs"), "-o", str(out), *options],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = pcap_slice(tmp_path / "logs", "-o", str(out), *options)
     assert done.returncode == 0, done.stderr
     (again,) = extract_file(out)[0]  # the slice holds that connection and nothing else
     assert {
         k: again[k] for k in ("src_ip", "dst_port", "flag", "src_bytes", "dst_bytes", "duration")
     } == {k: flow[k] for k in ("src_ip", "dst_port", "flag", "src_bytes", "dst_bytes", "duration")}
-    missing = subprocess.run(
-        [
-            *AGENT,
-            "pcap-slice",
-            "--log-dir",
-            str(tmp_path / "logs"),
-            "-o",
-            str(out),
-            "--src",
-            "192.0.2.1",
-            "--dst",
-            "192.0.2.2",
-            "--start",
-            "0",
-            "--end",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    window = ("--start", "0", "--end", "1")
+    missing = pcap_slice(
+        tmp_path / "logs", "-o", str(out), "--src", "192.0.2.1", "--dst", "192.0.2.2", *window
     )
     assert missing.returncode == 1 and "no packet" in missing.stderr
-    bad = subprocess.run(
-        [
-            *AGENT,
-            "pcap-slice",
-            "--log-dir",
-            str(tmp_path / "logs"),
-            "--src",
-            "host-a",
-            "--dst",
-            "192.0.2.2",
-            "--start",
-            "0",
-            "--end",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = pcap_slice(tmp_path / "logs", "--src", "host-a", "--dst", "192.0.2.2", *window)
     assert bad.returncode == 2 and "not an IP address: 'host-a'" in bad.stderr

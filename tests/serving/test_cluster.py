@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 from alerts.tables import alerts, verdict_counts
 from deploy.cluster import ATTACKER, MLFLOW_URI, WEBS, running
+from tests.conftest import new_database
 from tests.serving.conftest import register_small_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.timeout(1800)]
@@ -23,14 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.timeout(1800)]
 @pytest.fixture
 def store(postgres_url):
     """A fresh PostgreSQL database for the replicas' alert store."""
-    name = f"cluster_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(
-        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return postgres_url.replace("/postgres?", f"/{name}?")
+    return new_database(postgres_url)
 
 
 def flows(cluster, web) -> list[dict]:
