@@ -178,8 +178,15 @@ class Cluster:
     def wait_replica(self, index: int, timeout: float = 300) -> None:
         url = f"https://127.0.0.1:{REPLICA_PORTS[index]}/readyz"
         argv = self.lab.cmd(CTL, "curl", "-sf", "-o", "/dev/null", "--cacert", str(self.ca), url)
+
+        def ready() -> bool:  # a probe that times out (a loaded machine) is a "not yet"
+            try:
+                return subprocess.run(argv, check=False, timeout=10).returncode == 0
+            except subprocess.TimeoutExpired:
+                return False
+
         wait_for(
-            lambda: subprocess.run(argv, check=False, timeout=10).returncode == 0,
+            ready,
             f"replica {index}",
             timeout,
             self.procs[f"replica-{index}"],
@@ -268,8 +275,9 @@ def running(workdir: Path, store_url: str, mlflow_backend: str) -> Iterator[Clus
 def main() -> None:
     """`make cluster-demo`: the project's champion, served by two replicas to three live agents
     while a client browses and an attacker scans; prints what each agent and the store saw."""
-    from sqlalchemy import create_engine, func, select
+    from sqlalchemy import func, select
 
+    from alerts.store import engine_for
     from alerts.tables import alerts
     from benchmarks.postgres import temporary_postgres
     from desy import PROJECT
@@ -299,7 +307,7 @@ def main() -> None:
                 f"  agent {web.name}: {summary['connections_emitted']} connections, "
                 f"{summary['flows_classified']} verdicts, {summary['flows_lost']} lost"
             )
-        engine = create_engine(store.replace("postgresql://", "postgresql+psycopg://"))
+        engine = engine_for(store)
         query = select(alerts.c.agent_id, alerts.c.category, func.count()).group_by(
             alerts.c.agent_id, alerts.c.category
         )

@@ -10,8 +10,9 @@ import signal
 import time
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
+from alerts.store import engine_for
 from alerts.tables import alerts, verdict_counts
 from deploy.cluster import ATTACKER, MLFLOW_URI, WEBS, running
 from tests.conftest import new_database
@@ -58,7 +59,7 @@ def test_three_live_agents_two_replicas_a_kill_and_a_new_champion(
         time.sleep(2)
 
         assert cluster.stop_agents() == {web.name: 0 for web in WEBS}  # nothing lost or rejected
-        engine = create_engine(store.replace("postgresql://", "postgresql+psycopg://"))
+        engine = engine_for(store)
         with engine.connect() as connection:
             counted = dict(
                 connection.execute(
