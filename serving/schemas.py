@@ -3,13 +3,21 @@
 Types are strict: an integer is a JSON integer (not "12", not true, not 1.5), a time or rate a
 finite number, an address a valid IPv4 or IPv6 address (or empty). A bad batch is answered with
 the number of invalid records and the first MAX_ERRORS errors, however many there are.
+
+The rules are written once (_KINDS) and applied by two validators: msgspec decodes a body
+straight from its bytes into record dicts, several times faster than pydantic; a body it
+refuses is validated again by pydantic (FlowRecord), the authority, whose errors the 400 names.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal
+import sys
+from functools import lru_cache
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
+import bentoml
+import msgspec
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,58 +36,107 @@ MAX_ERRORS = 20
 #: Largest count accepted: what a signed 64-bit integer holds.
 MAX_INT = 2**63 - 1
 
+#: Every kind of field (desy.schema features, desy.records context): its JSON type, bounds, and
+#: the default of a context field a record leaves out.
+_KINDS: dict[str, tuple[type, dict[str, Any], Any]] = {
+    "cat": (str, {"min_length": 1, "max_length": 64}, ...),
+    "int": (int, {"ge": 0, "le": MAX_INT}, ...),
+    "bool": (int, {"ge": 0, "le": 1}, ...),
+    "rate": (float, {"ge": 0.0, "le": 1.0}, ...),
+    "address": (str, {"max_length": 45}, ""),
+    "port": (int, {"ge": 0, "le": 65535}, 0),
+    "time": (float, {"ge": 0.0}, 0.0),
+    "agent": (str, {"max_length": 128}, ""),
+}
+_FIELDS = (*schema.FEATURES, *records.CONTEXT)
 
+
+@lru_cache(maxsize=65_536)
 def _address(value: str) -> str:
     if value:
         ipaddress.ip_address(value)  # ValueError → a validation error naming the field
     return value
 
 
-_STRICT = {"strict": True}
-_KIND_TYPES = {
-    "cat": Annotated[str, Field(min_length=1, max_length=64, **_STRICT)],
-    "int": Annotated[int, Field(ge=0, le=MAX_INT, **_STRICT)],
-    "bool": Annotated[int, Field(ge=0, le=1, **_STRICT)],
-    "rate": Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, **_STRICT)],
-}
-Address = Annotated[
-    str,
-    Field(max_length=45, **_STRICT),
-    AfterValidator(_address),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "format": "ipv4"},
-                {"type": "string", "format": "ipv6"},
-                {"const": ""},
-            ]
-        }
-    ),
-]
-Port = Annotated[int, Field(ge=0, le=65535, **_STRICT)]
-Time = Annotated[float, Field(ge=0.0, allow_inf_nan=False, **_STRICT)]
+_ADDRESS_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "format": "ipv4"},
+            {"type": "string", "format": "ipv6"},
+            {"const": ""},
+        ]
+    }
+)
 
-AgentId = Annotated[str, Field(max_length=128, **_STRICT)]
-#: Context kinds (desy.records.CONTEXT): type and default when a record leaves the field out.
-_CONTEXT_TYPES = {
-    "address": (Address, ""),
-    "port": (Port, 0),
-    "time": (Time, 0.0),
-    "agent": (AgentId, ""),
-}
+
+def _pydantic_type(kind: str) -> Any:
+    python_type, bounds, _ = _KINDS[kind]
+    finite = {"allow_inf_nan": False} if python_type is float else {}
+    checks = (AfterValidator(_address), _ADDRESS_SCHEMA) if kind == "address" else ()
+    return Annotated[python_type, Field(strict=True, **bounds, **finite), *checks]
+
+
+def _msgspec_type(kind: str) -> Any:
+    python_type, bounds, default = _KINDS[kind]
+    finite = {"le": sys.float_info.max} if python_type is float and "le" not in bounds else {}
+    typed = Annotated[python_type, msgspec.Meta(**bounds, **finite)]
+    return typed if default is ... else NotRequired[typed]
+
 
 #: One flow record (desy.records): the 41 features (types and ranges from desy.schema), then its
 #: endpoints, times and agent.
 FlowRecord = create_model(
     "FlowRecord",
     __config__=ConfigDict(extra="ignore"),
-    **{name: (_KIND_TYPES[kind], ...) for name, kind in schema.FEATURES},
-    **{name: _CONTEXT_TYPES[kind] for name, kind in records.CONTEXT},
+    **{name: (_pydantic_type(kind), _KINDS[kind][2]) for name, kind in _FIELDS},
 )
 _RECORDS = TypeAdapter(list[FlowRecord])
 _RECORD = TypeAdapter(FlowRecord)
 #: The request body's JSON schema (what the OpenAPI document shows for `flows`).
 FLOWS_SCHEMA = {"type": "array", "maxItems": MAX_FLOWS, "items": _RECORD.json_schema()}
+
+_FastRecord = TypedDict("_FastRecord", {name: _msgspec_type(kind) for name, kind in _FIELDS})
+_FAST_BODY = msgspec.json.Decoder(
+    msgspec.defstruct(
+        "FastBody", [("flows", Annotated[list[_FastRecord], msgspec.Meta(max_length=MAX_FLOWS)])]
+    )
+)
+_ADDRESS_FIELDS = tuple(name for name, kind in records.CONTEXT if kind == "address")
+_DEFAULTS = {name: _KINDS[kind][2] for name, kind in records.CONTEXT}
+
+
+class Records(list):
+    """Flow records validated already (dicts)."""
+
+
+def fast_records(body: bytes | str) -> Records | None:
+    """The records of a valid body, decoded by msgspec, every field set (as pydantic sets them);
+    None if msgspec or an address refuses it (pydantic then decides, and names the errors)."""
+    try:
+        flows = _FAST_BODY.decode(body).flows
+        for index, flow in enumerate(flows):
+            if len(flow) < len(_FIELDS):  # a context field left out: its default
+                flows[index] = _DEFAULTS | flow
+        for name in _ADDRESS_FIELDS:
+            for address in {flow[name] for flow in flows}:
+                _address(address)
+    except (msgspec.DecodeError, ValueError):  # msgspec.ValidationError is a DecodeError
+        return None
+    return Records(flows)
+
+
+class ClassifyRequest(bentoml.IODescriptor):
+    """POST /classify's body: decoded by fast_records when valid; any other body is parsed
+    loosely, for validate_flows to count its bad records and name the first errors."""
+
+    flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)]
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
+        flows = fast_records(bytes(json_data) if isinstance(json_data, bytearray) else json_data)
+        if flows is None:
+            return super().model_validate_json(json_data, **kwargs)
+        return cls.model_construct(flows=flows)
 
 
 class BadRecords(ValueError):
@@ -90,10 +147,12 @@ class BadRecords(ValueError):
         self.invalid, self.errors = invalid, errors
 
 
-def validate_flows(flows: list[Any]) -> list[Any]:
-    """The records of a batch, validated; BadRecords if any is invalid."""
+def validate_flows(flows: list[Any]) -> list[dict[str, Any]]:
+    """The records of a batch, validated, as dicts; BadRecords if any is invalid."""
+    if isinstance(flows, Records):
+        return flows
     try:
-        return _RECORDS.validate_python(flows)
+        return [record.__dict__ for record in _RECORDS.validate_python(flows)]
     except ValidationError:
         pass
     invalid, errors = 0, []

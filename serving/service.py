@@ -20,11 +20,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
-from pydantic import Field, ValidationError, WithJsonSchema
+from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 from alerts.store import Store, engine_for
@@ -36,10 +36,9 @@ from serving.model import Champion, load_champion
 from serving.notifier import Notifier
 from serving.recorder import Recorder
 from serving.schemas import (
-    FLOWS_SCHEMA,
-    MAX_FLOWS,
     BadRecords,
     BadRequest,
+    ClassifyRequest,
     ClassifyResponse,
     validate_flows,
 )
@@ -216,11 +215,8 @@ class DesyNids:
     def __is_ready__(self) -> bool:
         return self.champion is not None
 
-    @bentoml.api(route=CLASSIFY_PATH)
-    def classify(
-        self,
-        flows: Annotated[list[Any], Field(max_length=MAX_FLOWS), WithJsonSchema(FLOWS_SCHEMA)],
-    ) -> ClassifyResponse:
+    @bentoml.api(route=CLASSIFY_PATH, input_spec=ClassifyRequest)
+    def classify(self, flows: list[Any]) -> ClassifyResponse:
         """Verdicts for a batch of flow records, in request order."""
         champion = self.champion
         if champion is None:
@@ -240,8 +236,8 @@ class DesyNids:
         agent = CURRENT_AGENT.get()
         if agent is not None:  # with an agents file, the token says who sent the records
             for record in records:
-                record.agent_id = agent
-        columns = model_columns(record.__dict__ for record in records)
+                record["agent_id"] = agent
+        columns = model_columns(records)
         _count_unknown(columns)
         results = champion.classify(columns) if records else []
         FLOWS_CLASSIFIED.inc(len(results))
