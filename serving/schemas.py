@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from functools import lru_cache
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal
 
 import bentoml
 import msgspec
@@ -76,11 +76,11 @@ def _pydantic_type(kind: str) -> Any:
     return Annotated[python_type, Field(strict=True, **bounds, **finite), *checks]
 
 
-def _msgspec_type(kind: str) -> Any:
+def _msgspec_field(name: str, kind: str) -> tuple:
     python_type, bounds, default = _KINDS[kind]
     finite = {"le": sys.float_info.max} if python_type is float and "le" not in bounds else {}
     typed = Annotated[python_type, msgspec.Meta(**bounds, **finite)]
-    return typed if default is ... else NotRequired[typed]
+    return (name, typed) if default is ... else (name, typed, default)
 
 
 #: One flow record (desy.records): the 41 features (types and ranges from desy.schema), then its
@@ -95,14 +95,13 @@ _RECORD = TypeAdapter(FlowRecord)
 #: The request body's JSON schema (what the OpenAPI document shows for `flows`).
 FLOWS_SCHEMA = {"type": "array", "maxItems": MAX_FLOWS, "items": _RECORD.json_schema()}
 
-_FastRecord = TypedDict("_FastRecord", {name: _msgspec_type(kind) for name, kind in _FIELDS})
+_FastRecord = msgspec.defstruct("FastRecord", [_msgspec_field(*field) for field in _FIELDS])
 _FAST_BODY = msgspec.json.Decoder(
     msgspec.defstruct(
         "FastBody", [("flows", Annotated[list[_FastRecord], msgspec.Meta(max_length=MAX_FLOWS)])]
     )
 )
 _ADDRESS_FIELDS = tuple(name for name, kind in records.CONTEXT if kind == "address")
-_DEFAULTS = {name: _KINDS[kind][2] for name, kind in records.CONTEXT}
 
 
 class Records(list):
@@ -114,15 +113,12 @@ def fast_records(body: bytes | str) -> Records | None:
     None if msgspec or an address refuses it (pydantic then decides, and names the errors)."""
     try:
         flows = _FAST_BODY.decode(body).flows
-        for index, flow in enumerate(flows):
-            if len(flow) < len(_FIELDS):  # a context field left out: its default
-                flows[index] = _DEFAULTS | flow
         for name in _ADDRESS_FIELDS:
-            for address in {flow[name] for flow in flows}:
+            for address in {getattr(flow, name) for flow in flows}:
                 _address(address)
     except (msgspec.DecodeError, ValueError):  # msgspec.ValidationError is a DecodeError
         return None
-    return Records(flows)
+    return Records(msgspec.to_builtins(flows))
 
 
 class ClassifyRequest(bentoml.IODescriptor):
