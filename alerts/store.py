@@ -106,6 +106,11 @@ class Store:
         else:
             from sqlalchemy.dialects.sqlite import insert
         self._insert = insert
+        # Alerts go in through the INSERT SQLAlchemy compiles for this database, executed with the
+        # driver's executemany: its per-row parameter processing was a third of the write time.
+        compiled = alerts.insert().compile(dialect=engine.dialect, column_keys=list(ALERT_COLUMNS))
+        self._insert_alerts = str(compiled)
+        self._positions = compiled.positiontup  # the driver's parameters: positional, else named
 
     def write(
         self,
@@ -131,7 +136,7 @@ class Store:
             if new_groups is not None and rows:
                 new_groups.extend(_new_groups(connection, rows))
             if rows:
-                connection.execute(alerts.insert(), rows)
+                connection.exec_driver_sql(self._insert_alerts, self._parameters(rows))
             if counts:
                 connection.execute(
                     self._count_upsert(),
@@ -149,6 +154,14 @@ class Store:
                     ],
                 )
         return len(rows)
+
+    def _parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """The alert rows as the driver takes them, features as JSON text."""
+        for row in rows:
+            row["features"] = _json(row["features"])
+        if self._positions is None:
+            return rows
+        return [tuple(row[key] for key in self._positions) for row in rows]
 
     def _count_upsert(self) -> Any:
         statement = self._insert(verdict_counts)
@@ -244,6 +257,14 @@ def _sqlite_bytes(connection: Any) -> int:
     pragma = connection.exec_driver_sql
     pages = pragma("PRAGMA page_count").scalar_one() - pragma("PRAGMA freelist_count").scalar_one()
     return pages * pragma("PRAGMA page_size").scalar_one()
+
+
+#: The columns Store.write fills (the others: the row id, and the analyst's verdict later).
+ALERT_COLUMNS = (
+    "received_at", "agent_id", "model_version", "label", "category", "attack_probability",
+    "src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time", "protocol_type",
+    "service", "flag", "features", "status", "src_key", "dst_key",
+)  # fmt: skip
 
 
 def _alert_row(item: Classified) -> dict[str, Any]:

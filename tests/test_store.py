@@ -10,8 +10,9 @@ import time
 
 from sqlalchemy import func, inspect, select, text
 
+from alerts.addresses import address_key
 from alerts.store import Classified, Store, engine_for, migrate
-from alerts.tables import agents, verdict_counts
+from alerts.tables import agents, alerts, verdict_counts
 from desy.schema import FEATURE_NAMES
 from serving.recorder import Recorder
 from tests.conftest import run
@@ -86,6 +87,16 @@ def test_attacks_are_stored_and_every_verdict_counted(store_url):
     assert seen == {"a1": (at + 1, "5"), "a2": (at + 2, "6")}
     features = stored[0] if isinstance(stored[0], dict) else __import__("json").loads(stored[0])
     assert list(features) == list(FEATURE_NAMES) and stored[1] == "ftp"
+    with store.engine.connect() as connection:  # every column, read back through SQLAlchemy
+        row = connection.execute(select(alerts).where(alerts.c.agent_id == "a2")).one()._asdict()
+    assert row | {"id": 0} == {
+        "id": 0, "received_at": at + 2, "agent_id": "a2", "model_version": "6", "label": "attack",
+        "category": "dos", "attack_probability": 0.93, "src_ip": "10.0.0.1", "src_port": 4000,
+        "dst_ip": "10.0.0.2", "dst_port": 80, "start_time": 1.0, "end_time": 2.0,
+        "protocol_type": "tcp", "service": "ftp", "flag": "S0", "features": features,
+        "status": "new", "analyst_category": None, "src_key": address_key("10.0.0.1"),
+        "dst_key": address_key("10.0.0.2"),
+    }  # fmt: skip
     store.write(
         [Classified(at - 100, "4", record("a1"), ATTACK)]
     )  # an older answer does not move last seen back
