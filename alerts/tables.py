@@ -54,8 +54,6 @@ alerts = Table(
     Index("ix_alerts_received_at", "received_at"),
     Index("ix_alerts_group", "category", "src_ip", "dst_ip"),
     Index("ix_alerts_status_received", "status", "received_at"),
-    Index("ix_alerts_src_key", "src_key"),
-    Index("ix_alerts_dst_key", "dst_key"),
 )
 
 #: How many verdicts each agent got per minute and category (timelines, agent status).

@@ -15,20 +15,13 @@ import time
 from typing import Annotated
 
 import httpx
-import pandas as pd
 import typer
 
-from desy import schema
+from benchmarks.flows import records
 
 
 async def _run(url: str, rate: float, seconds: float) -> list[float]:
-    frame = pd.read_csv(
-        "data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=500
-    )
-    bodies = [
-        json.dumps({"flows": [row]}).encode()
-        for row in frame[list(schema.FEATURE_NAMES)].to_dict(orient="records")
-    ]
+    bodies = [json.dumps({"flows": [record]}).encode() for record in records(500)]
     headers = {"Content-Type": "application/json"}
     if os.environ.get("DESY_API_TOKEN"):
         headers["Authorization"] = f"Bearer {os.environ['DESY_API_TOKEN']}"

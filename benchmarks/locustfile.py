@@ -1,4 +1,5 @@
-"""Load for the model server. Bodies are encoded once, so the client spends its CPU on HTTP only.
+"""Load for the model server. Bodies (whole flow records, benchmarks/flows.py) are encoded once, so
+the client spends its CPU on HTTP only.
 
 Batch1000: 1000 flows per request, back to back (see benchmarks/serving.sh). Single-flow latency
 is measured open-loop by benchmarks/latency.py instead: locust's own client adds milliseconds.
@@ -11,20 +12,9 @@ import os
 
 from locust import HttpUser, task
 
-from desy import schema
+from benchmarks.flows import records
 
-
-def _flows(n: int) -> list[dict]:
-    import pandas as pd
-
-    frame = pd.read_csv(
-        "data/nsl-kdd/KDDTest+.txt", header=None, names=list(schema.RAW_COLUMNS), nrows=n
-    )
-    return frame[list(schema.FEATURE_NAMES)].to_dict(orient="records")
-
-
-_BATCH = _flows(1000)
-BATCH = json.dumps({"flows": _BATCH}).encode()
+BATCH = json.dumps({"flows": records(1000)}).encode()
 HEADERS = {"Content-Type": "application/json"}
 if os.environ.get("DESY_API_TOKEN"):
     HEADERS["Authorization"] = f"Bearer {os.environ['DESY_API_TOKEN']}"
