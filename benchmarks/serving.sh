@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Model server benchmark, without then with the alert store (a SQLite file), in one run: for each,
 # single-flow requests at 100 requests/s (benchmarks/latency.py, httpx), then 1000-flow requests
-# back to back (locust headless); then the in-process ONNX throughput of the same model.
+# back to back (locust headless, 16 users: a keep-alive connection stays with one worker, and 4
+# connections often landed 3 or 4 on one of 2 workers, halving the rate from run to run); then
+# the in-process ONNX throughput of the same model.
 #   bash benchmarks/serving.sh [WORKERS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +20,8 @@ measure() {  # $1: label, then desy serve's store options
     until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.5; done
     echo "== $label: single-flow requests at 100 requests/s (open loop, httpx), ${SECONDS_}s, $WORKERS server worker(s)"
     uv run python benchmarks/latency.py "http://127.0.0.1:$PORT" --rate 100 --seconds "$SECONDS_"
-    echo "== $label: 1000-flow requests, 4 users back to back, ${SECONDS_}s"
-    uv run locust -f benchmarks/locustfile.py Batch1000 --headless -u 4 -r 4 -t "${SECONDS_}s" \
+    echo "== $label: 1000-flow requests, 16 users back to back, ${SECONDS_}s"
+    uv run locust -f benchmarks/locustfile.py Batch1000 --headless -u 16 -r 16 -t "${SECONDS_}s" \
       -H "http://127.0.0.1:$PORT" --csv "$OUT/batch-$label" --only-summary >/dev/null 2>&1
     python3 - "$OUT/batch-${label}_stats.csv" <<'PY'
 import csv, sys
