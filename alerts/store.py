@@ -261,12 +261,8 @@ def _sqlite_bytes(connection: Any) -> int:
     return pages * pragma("PRAGMA page_size").scalar_one()
 
 
-#: The columns Store.write fills (the others: the row id, and the analyst's verdict later).
-ALERT_COLUMNS = (
-    "received_at", "agent_id", "model_version", "label", "category", "attack_probability",
-    "src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time", "protocol_type",
-    "service", "flag", "features", "status", "src_key", "dst_key",
-)  # fmt: skip
+#: The columns Store.write fills (not the row id, nor the analyst's verdict that comes later).
+ALERT_COLUMNS = tuple(c.name for c in alerts.columns if c.name not in ("id", "analyst_category"))
 
 
 def _alert_row(item: Classified) -> dict[str, Any]:
