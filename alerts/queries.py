@@ -12,7 +12,7 @@ from sqlalchemy import Engine, and_, delete, distinct, func, insert, literal_col
 from sqlalchemy.sql.elements import ColumnElement
 
 from alerts.addresses import network_range
-from alerts.tables import actions, agents, alerts, suppressions, verdict_counts
+from alerts.tables import actions, agents, alerts, group_key, suppressions, verdict_counts
 from desy.schema import CATEGORIES
 
 STATUSES = ("new", "escalated", "archived")
@@ -105,7 +105,12 @@ class GroupKey:
 
     def condition(self) -> ColumnElement[bool]:
         c = alerts.c
-        return and_(c.category == self.category, c.src_ip == self.src_ip, c.dst_ip == self.dst_ip)
+        return and_(
+            c.group_key == group_key(self.category, self.src_ip, self.dst_ip),
+            c.category == self.category,
+            c.src_ip == self.src_ip,
+            c.dst_ip == self.dst_ip,
+        )
 
 
 def _distinct_list(engine: Engine, column: Any) -> Any:

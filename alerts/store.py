@@ -8,19 +8,19 @@ created and upgraded by Alembic (`migrate`).
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, namedtuple
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic_core import to_json
-from sqlalchemy import Engine, create_engine, delete, event, func, select, tuple_
+import msgspec
+from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 
 from alerts.addresses import address_key
 from alerts.suppression import Suppressions
-from alerts.tables import agents, alerts, verdict_counts
+from alerts.tables import agents, alerts, group_key, verdict_counts
 from desy.schema import FEATURE_NAMES
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -70,8 +70,8 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Create or upgrade the store's schema to the latest migration."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the store's schema to the latest migration (or to revision)."""
     from alembic import command
     from alembic.config import Config
 
@@ -79,11 +79,10 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
-@dataclass(frozen=True)
-class Classified:
+class Classified(NamedTuple):
     """A record and its verdict, as the server answered them."""
 
     received_at: float
@@ -105,9 +104,13 @@ class Store:
         self._insert = insert
         # Alerts go in through the INSERT SQLAlchemy compiles for this database, executed with the
         # driver's executemany: its per-row parameter processing was a third of the write time.
-        compiled = alerts.insert().compile(dialect=engine.dialect, column_keys=list(ALERT_COLUMNS))
+        # Rows are tuples in the table's column order: positional parameters on both drivers.
+        dialect = type(engine.dialect)(
+            paramstyle="qmark" if engine.dialect.name == "sqlite" else "format"
+        )
+        compiled = alerts.insert().compile(dialect=dialect, column_keys=list(ALERT_COLUMNS))
+        assert tuple(compiled.positiontup) == AlertRow._fields
         self._insert_alerts = str(compiled)
-        self._positions = compiled.positiontup  # the driver's parameters: positional, else named
 
     def write(
         self,
@@ -119,21 +122,22 @@ class Store:
         per minute, agent and category, and note each agent's last contact; one transaction.
         Returns the number of rows stored. If new_groups is a list, the alert groups this batch
         starts (not seen in the store before, not suppressed) are appended to it."""
-        rows, counts, seen = [], Counter(), {}
+        rows: list[AlertRow] = []
+        counts: Counter[tuple[int, str, str]] = Counter()
+        seen: dict[str, tuple[float, str]] = {}
         for item in batch:
-            record, verdict = item.record, item.verdict
-            agent = record.get("agent_id", "")
-            counts[(int(item.received_at // 60), agent, verdict["category"])] += 1
+            agent, category = item.record.get("agent_id", ""), item.verdict["category"]
+            counts[(int(item.received_at // 60), agent, category)] += 1
             seen[agent] = (item.received_at, item.model_version)
-            if keep_normal or verdict["label"] == "attack":
+            if keep_normal or item.verdict["label"] == "attack":
                 rows.append(_alert_row(item))
         if rows:
-            self.suppressions.apply(rows)
+            rows = self.suppressions.apply(rows)
         with self.engine.begin() as connection:
             if new_groups is not None and rows:
                 new_groups.extend(_new_groups(connection, rows))
             if rows:
-                connection.exec_driver_sql(self._insert_alerts, self._parameters(rows))
+                connection.exec_driver_sql(self._insert_alerts, rows)
             if counts:
                 connection.execute(
                     self._count_upsert(),
@@ -151,12 +155,6 @@ class Store:
                     ],
                 )
         return len(rows)
-
-    def _parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
-        """The alert rows as the driver takes them."""
-        if self._positions is None:
-            return rows
-        return [tuple(row[key] for key in self._positions) for row in rows]
 
     def _count_upsert(self) -> Any:
         statement = self._insert(verdict_counts)
@@ -215,13 +213,13 @@ class Store:
             return connection.execute(select(func.count()).select_from(alerts)).scalar_one()
 
 
-def _new_groups(connection: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _new_groups(connection: Any, rows: list[AlertRow]) -> list[dict[str, Any]]:
     """The groups of rows (status new) that have no alert in the store yet, with their count and
     highest attack probability in rows."""
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
-        if row["status"] == "new":
-            key = (row["category"], row["src_ip"], row["dst_ip"])
+        if row.status == "new":
+            key = (row.category, row.src_ip, row.dst_ip)
             group = groups.setdefault(
                 key,
                 {
@@ -233,17 +231,13 @@ def _new_groups(connection: Any, rows: list[dict[str, Any]]) -> list[dict[str, A
                 },
             )
             group["alerts"] += 1
-            group["max_probability"] = max(group["max_probability"], row["attack_probability"])
-    keys, known = list(groups), set()
+            group["max_probability"] = max(group["max_probability"], row.attack_probability)
+    keys, known = [group_key(*key) for key in groups], set()
     columns = (alerts.c.category, alerts.c.src_ip, alerts.c.dst_ip)
     for start in range(0, len(keys), 1000):  # within SQLite's limit on bound values
         chunk = keys[start : start + 1000]
-        known |= set(
-            map(
-                tuple,
-                connection.execute(select(*columns).where(tuple_(*columns).in_(chunk)).distinct()),
-            )
-        )
+        query = select(*columns).where(alerts.c.group_key.in_(chunk)).distinct()
+        known |= set(map(tuple, connection.execute(query)))
     return [group for key, group in groups.items() if key not in known]
 
 
@@ -256,29 +250,34 @@ def _sqlite_bytes(connection: Any) -> int:
 
 #: The columns Store.write fills (not the row id, nor the analyst's verdict that comes later).
 ALERT_COLUMNS = tuple(c.name for c in alerts.columns if c.name not in ("id", "analyst_category"))
+#: An alert as it is inserted: a tuple in the table's column order, fields by name.
+AlertRow = namedtuple("AlertRow", ALERT_COLUMNS)
+_features = itemgetter(*FEATURE_NAMES)
+_json = msgspec.json.Encoder().encode  # the features as JSON text, at 7× json.dumps's speed
 
 
-def _alert_row(item: Classified) -> dict[str, Any]:
+def _alert_row(item: Classified) -> AlertRow:
     record, verdict = item.record, item.verdict
-    return {
-        "received_at": item.received_at,
-        "agent_id": record.get("agent_id", ""),
-        "model_version": item.model_version,
-        "label": verdict["label"],
-        "category": verdict["category"],
-        "attack_probability": verdict["attack_probability"],
-        "src_ip": record.get("src_ip", ""),
-        "src_port": record.get("src_port", 0),
-        "dst_ip": record.get("dst_ip", ""),
-        "dst_port": record.get("dst_port", 0),
-        "start_time": record.get("start_time", 0.0),
-        "end_time": record.get("end_time", 0.0),
-        "protocol_type": record["protocol_type"],
-        "service": record["service"],
-        "flag": record["flag"],
-        # JSON text, written by pydantic-core (10× json.dumps's speed)
-        "features": to_json({name: record[name] for name in FEATURE_NAMES}).decode(),
-        "status": "new",
-        "src_key": address_key(record.get("src_ip", "")),
-        "dst_key": address_key(record.get("dst_ip", "")),
-    }
+    src, dst = record.get("src_ip", ""), record.get("dst_ip", "")
+    return AlertRow(
+        received_at=item.received_at,
+        agent_id=record.get("agent_id", ""),
+        model_version=item.model_version,
+        label=verdict["label"],
+        category=verdict["category"],
+        attack_probability=verdict["attack_probability"],
+        src_ip=src,
+        src_port=record.get("src_port", 0),
+        dst_ip=dst,
+        dst_port=record.get("dst_port", 0),
+        start_time=record.get("start_time", 0.0),
+        end_time=record.get("end_time", 0.0),
+        protocol_type=record["protocol_type"],
+        service=record["service"],
+        flag=record["flag"],
+        features=_json(dict(zip(FEATURE_NAMES, _features(record), strict=True))).decode(),
+        status="new",
+        src_key=address_key(src),
+        dst_key=address_key(dst),
+        group_key=group_key(verdict["category"], src, dst),
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +32,13 @@ class Rule:
             row.service or None,
         )
 
-    def matches(self, alert: Mapping[str, Any]) -> bool:
+    def matches(self, alert: Any) -> bool:
+        """Whether the rule matches an alert row (category, service, src_key, dst_key)."""
         return (
-            (self.category is None or alert["category"] == self.category)
-            and (self.service is None or alert["service"] == self.service)
-            and _within(alert["src_key"], self.src)
-            and _within(alert["dst_key"], self.dst)
+            (self.category is None or alert.category == self.category)
+            and (self.service is None or alert.service == self.service)
+            and _within(alert.src_key, self.src)
+            and _within(alert.dst_key, self.dst)
         )
 
 
@@ -54,17 +54,17 @@ class Suppressions:
         self.rules: list[Rule] = []
         self.loaded = float("-inf")
 
-    def apply(self, rows: list[dict[str, Any]]) -> int:
-        """Archive the rows (alerts about to be stored) that a rule matches; returns how many."""
+    def apply(self, rows: list[Any]) -> list[Any]:
+        """The rows (AlertRows about to be stored), with those a rule matches archived."""
         if time.monotonic() - self.loaded >= RELOAD_SECONDS:
             with self.engine.connect() as connection:
                 self.rules = [
                     Rule.from_row(row) for row in connection.execute(select(suppressions))
                 ]
             self.loaded = time.monotonic()
-        archived = 0
-        for row in rows:
-            if any(rule.matches(row) for rule in self.rules):
-                row["status"] = "archived"
-                archived += 1
-        return archived
+        if not self.rules:
+            return rows
+        return [
+            row._replace(status="archived") if any(r.matches(row) for r in self.rules) else row
+            for row in rows
+        ]

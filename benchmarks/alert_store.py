@@ -30,6 +30,8 @@ PAGES = (
     "/inbox?src=10.1.0.0/16&last=7d",
     "/overview",
     "/overview?last=all",
+    "/group?category=dos&src_ip=10.0.0.1&dst_ip=192.168.0.7",
+    "/group?category=dos&src_ip=10.0.0.1&dst_ip=192.168.0.7&status=any&last=all",
 )
 CATEGORIES = ("dos", "dos", "dos", "probe", "probe", "r2l", "u2r")
 

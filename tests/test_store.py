@@ -11,8 +11,9 @@ import time
 from sqlalchemy import func, inspect, select, text
 
 from alerts.addresses import address_key
-from alerts.store import Classified, Store, engine_for, migrate
-from alerts.tables import agents, alerts, verdict_counts
+from alerts.queries import Filters, GroupKey, group_alerts
+from alerts.store import Classified, Store, _alert_row, engine_for, migrate
+from alerts.tables import agents, alerts, group_key, verdict_counts
 from desy.schema import FEATURE_NAMES
 from serving.recorder import Recorder
 from tests.conftest import run
@@ -33,6 +34,7 @@ def record(agent: str = "a1", src: str = "10.0.0.1", service: str = "http") -> d
 
 
 ATTACK = {"label": "attack", "attack_probability": 0.93, "category": "dos"}
+PROBE = {"label": "attack", "attack_probability": 0.81, "category": "probe"}
 NORMAL = {"label": "normal", "attack_probability": 0.02, "category": "normal"}
 
 
@@ -57,8 +59,37 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0003"
+            == "0004"
         )
+
+
+def test_migration_keys_the_groups_of_stored_alerts(store_url):
+    """0004 computes the group key of alerts stored before it, in SQL on PostgreSQL: the same
+    key the store gives new alerts, so old and new alerts of a group are found together."""
+    engine = engine_for(store_url)
+    migrate(engine, "0003")
+    old = [("dos", "10.0.0.1", "10.0.0.2"), ("probe", "2001:db8::7", "10.0.0.2")]
+    row = {c: v for c, v in ready_row().items() if c != "group_key"}
+    with engine.begin() as connection:
+        for category, src, dst in old:
+            connection.execute(
+                alerts.insert().values(row | {"category": category, "src_ip": src, "dst_ip": dst})
+            )
+    store = ready_store(store_url)  # upgrades to the latest revision
+    store.write([Classified(1.0, "6", record(src="2001:db8::7"), PROBE)])
+    with engine.connect() as connection:
+        keys = connection.execute(
+            select(alerts.c.category, alerts.c.src_ip, alerts.c.dst_ip, alerts.c.group_key)
+        ).all()
+    assert len(keys) == 3
+    assert all(key == group_key(category, src, dst) for category, src, dst, key in keys)
+    probe = GroupKey("probe", "2001:db8::7", "10.0.0.2")
+    assert len(group_alerts(engine, probe, Filters(status="any"))) == 2
+
+
+def ready_row() -> dict:
+    """An alert row as the store writes it."""
+    return _alert_row(Classified(1.0, "6", record(), ATTACK))._asdict()
 
 
 def test_attacks_are_stored_and_every_verdict_counted(store_url):
@@ -95,7 +126,7 @@ def test_attacks_are_stored_and_every_verdict_counted(store_url):
         "dst_ip": "10.0.0.2", "dst_port": 80, "start_time": 1.0, "end_time": 2.0,
         "protocol_type": "tcp", "service": "ftp", "flag": "S0", "features": features,
         "status": "new", "analyst_category": None, "src_key": address_key("10.0.0.1"),
-        "dst_key": address_key("10.0.0.2"),
+        "dst_key": address_key("10.0.0.2"), "group_key": group_key("dos", "10.0.0.1", "10.0.0.2"),
     }  # fmt: skip
     store.write(
         [Classified(at - 100, "4", record("a1"), ATTACK)]
