@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from alerts.tables import alerts
+from alerts.tables import alerts, features_by_name
 from desy.records import ENDPOINT_FIELDS, LABELLED_FIELDS
 from desy.schema import DIFFICULTY, LABEL
 
@@ -39,7 +39,7 @@ def export(engine: Engine, out: Path) -> int:
             category = alert.analyst_category
             endpoints = {name: getattr(alert, name) for name in ENDPOINT_FIELDS}
             writer.writerow(
-                alert.features
+                features_by_name(alert.features)
                 | endpoints
                 | {
                     LABEL: CATEGORY_LABEL[category],

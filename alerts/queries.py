@@ -12,7 +12,15 @@ from sqlalchemy import Engine, and_, delete, distinct, func, insert, literal_col
 from sqlalchemy.sql.elements import ColumnElement
 
 from alerts.addresses import network_range
-from alerts.tables import actions, agents, alerts, group_key, suppressions, verdict_counts
+from alerts.tables import (
+    actions,
+    agents,
+    alerts,
+    features_by_name,
+    group_key,
+    suppressions,
+    verdict_counts,
+)
 from desy.schema import CATEGORIES
 
 STATUSES = ("new", "escalated", "archived")
@@ -157,7 +165,10 @@ def group_alerts(
         .limit(limit)
     )
     with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query)]
+        return [
+            row._asdict() | {"features": features_by_name(row.features)}
+            for row in connection.execute(query)
+        ]
 
 
 def history(engine: Engine, key: GroupKey) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ per-minute counts, retention, several writers at once, and the server's backgrou
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sys
 import threading
@@ -63,13 +64,16 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
         )
 
 
-def test_migration_keys_the_groups_of_stored_alerts(store_url):
-    """0004 computes the group key of alerts stored before it, in SQL on PostgreSQL: the same
-    key the store gives new alerts, so old and new alerts of a group are found together."""
+def test_migration_compacts_stored_alerts(store_url):
+    """0004 computes the group key of alerts stored before it (in SQL on PostgreSQL: the same key
+    the store gives new alerts, so old and new alerts of a group are found together) and turns
+    their features from objects into arrays."""
     engine = engine_for(store_url)
     migrate(engine, "0003")
     old = [("dos", "10.0.0.1", "10.0.0.2"), ("probe", "2001:db8::7", "10.0.0.2")]
-    row = {c: v for c, v in ready_row().items() if c != "group_key"}
+    features = {name: record()[name] for name in FEATURE_NAMES}
+    row = _alert_row(Classified(1.0, "6", record(), ATTACK))._asdict() | {"features": features}
+    del row["group_key"]
     with engine.begin() as connection:
         for category, src, dst in old:
             connection.execute(
@@ -83,13 +87,8 @@ def test_migration_keys_the_groups_of_stored_alerts(store_url):
         ).all()
     assert len(keys) == 3
     assert all(key == group_key(category, src, dst) for category, src, dst, key in keys)
-    probe = GroupKey("probe", "2001:db8::7", "10.0.0.2")
-    assert len(group_alerts(engine, probe, Filters(status="any"))) == 2
-
-
-def ready_row() -> dict:
-    """An alert row as the store writes it."""
-    return _alert_row(Classified(1.0, "6", record(), ATTACK))._asdict()
+    probe = group_alerts(engine, GroupKey("probe", "2001:db8::7", "10.0.0.2"), Filters("any"))
+    assert [alert["features"] for alert in probe] == [features, features]
 
 
 def test_attacks_are_stored_and_every_verdict_counted(store_url):
@@ -116,8 +115,9 @@ def test_attacks_are_stored_and_every_verdict_counted(store_url):
         ).one()
     assert counts == {("a1", "dos"): 1, ("a1", "normal"): 1, ("a2", "dos"): 1}
     assert seen == {"a1": (at + 1, "5"), "a2": (at + 2, "6")}
-    features = stored[0] if isinstance(stored[0], dict) else __import__("json").loads(stored[0])
-    assert list(features) == list(FEATURE_NAMES) and stored[1] == "ftp"
+    features = stored[0] if isinstance(stored[0], list) else json.loads(stored[0])
+    assert features == [record("a2", service="ftp")[name] for name in FEATURE_NAMES]
+    assert stored[1] == "ftp"
     with store.engine.connect() as connection:  # every column, read back through SQLAlchemy
         row = connection.execute(select(alerts).where(alerts.c.agent_id == "a2")).one()._asdict()
     assert row | {"id": 0} == {

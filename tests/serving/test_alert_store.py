@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from alerts.store import engine_for
-from alerts.tables import alerts, verdict_counts
+from alerts.tables import alerts, features_by_name, verdict_counts
 from desy.records import ROW_FIELDS, record
 from desy.schema import FEATURE_NAMES
 from tests.agent.helpers import extract_file
@@ -62,4 +62,10 @@ def test_a_restart_mid_run_loses_no_attack_verdict(model_store, tmp_path, monkey
         )
         one = connection.execute(select(alerts).limit(1)).one()
     assert one.model_version == version and one.agent_id.startswith("agent-")
-    assert set(one.features) == set(FEATURE_NAMES)
+    sent = next(
+        flow
+        for flow in flows
+        if (flow["src_ip"], flow["src_port"], flow["start_time"])
+        == (one.src_ip, one.src_port, one.start_time)
+    )
+    assert features_by_name(one.features) == {name: sent[name] for name in FEATURE_NAMES}
