@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from desy import PROJECT
+from desy import PROJECT, cpus
 from desy.registry import absolute_store, tracking_uri
 
 app = typer.Typer(
@@ -90,7 +90,12 @@ def refuse_open_without_token(host: str, token: object, insecure: bool, variable
 def serve(
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="DESY_PORT", help="TCP port.")] = 3000,
-    workers: Annotated[int, typer.Option(min=0, help="Server processes (0: one per core).")] = 0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Server processes (0: one per usable core, within a container's CPU quota)."
+        ),
+    ] = 0,
     token: Annotated[
         str | None,
         typer.Option(envvar="DESY_API_TOKEN", help="Bearer token required on /classify."),
@@ -120,7 +125,7 @@ def serve(
         )
         raise typer.Exit(2)
     refuse_open_without_token(host, token or agents_file, insecure, "DESY_API_TOKEN")
-    workers = workers or os.cpu_count() or 1
+    workers = workers or cpus.usable()
     beside = Path(sys.executable).with_name("bentoml")  # the bentoml of this environment first
     bentoml = str(beside) if beside.exists() else shutil.which("bentoml")
     if bentoml is None:
