@@ -1,7 +1,8 @@
 """The dashboard's inbox and overview over a million stored alerts, on SQLite and PostgreSQL.
 
 Fills a new store with N generated alerts (spread over 30 days, 5,000 sources, 200 destinations,
-40 agents, the four attack categories) through the same Store.write the server uses, then times
+40 agents, the four attack categories) through the same Store.write the server uses (then, on
+PostgreSQL, ANALYZE: the planner statistics autovacuum keeps for a store that grew), then times
 the dashboard's pages in-process (FastAPI's TestClient: server time, no network), 20 requests
 each, and prints the median and p95. Target: p95 <= 300 ms.
 
@@ -96,6 +97,9 @@ def bench(name: str, url: str, alerts: int) -> None:
     store = Store(engine)
     rate = fill(store, alerts)
     print(f"{name}: {alerts:,} alerts written at {rate:,.0f}/s")
+    if engine.dialect.name == "postgresql":  # what autovacuum does once a table grew by a tenth
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE alerts")
     for page, (median, p95) in time_pages(store).items():
         print(f"  {page:40} median {median:7.1f} ms   p95 {p95:7.1f} ms")
 

@@ -47,6 +47,13 @@ def test_groups_filters_and_triage(store_url):
         "2001:db8::7"
     ]
     assert len(queries.inbox(engine, Filters(agent="a1", min_probability=0.8, since=T0 + 10))) == 3
+    # the two groups seen last, each counted over all its alerts, not only the newest ones
+    assert [
+        (g["src_ip"], g["count"], g["first_seen"]) for g in queries.inbox(engine, Filters(), 2)
+    ] == [
+        ("2001:db8::7", 5, T0 + 50),
+        ("10.9.0.2", 10, T0 + 2),
+    ]
 
     key = GroupKey("dos", "10.9.0.1", "10.0.0.2")
     assert queries.act(engine, [key], Filters(), "escalate", "alice", "ticket 7") == 10
@@ -143,3 +150,15 @@ def test_analysts_verdicts_become_training_rows(store_url, tmp_path):
         "analyst"
     }
     assert all(LABEL_CATEGORY[label] == category for category, label in CATEGORY_LABEL.items())
+
+
+def test_the_inbox_finds_groups_behind_a_flood(store_url):
+    """A group seen before a flood of another still makes the inbox: the newest alerts are read
+    further back until enough groups are found."""
+    store = ready_store(store_url)
+    store.write(
+        [Classified(T0, "6", record("a1", src="10.9.0.9"), ATTACK)]
+        + [Classified(T0 + 1 + i / 100, "6", record("a1"), ATTACK) for i in range(100)]
+    )
+    groups = queries.inbox(store.engine, Filters(since=T0 - 1), limit=2)
+    assert [(g["src_ip"], g["count"]) for g in groups] == [("10.0.0.1", 100), ("10.9.0.9", 1)]
