@@ -71,14 +71,13 @@ RUN uv sync --locked --no-dev --no-editable --extra serve
 
 # The model server on DESY_PORT: the champion from MLFLOW_TRACKING_URI, a token (DESY_API_TOKEN) or an agents
 # file (--agents-file), one worker per core, alerts in DESY_STORE_URL (default: a SQLite file
-# under /home/desy/.local/share/desy).
+# under /home/desy/.local/share/desy); HTTPS with DESY_SSL_CERTFILE and DESY_SSL_KEYFILE.
 FROM runtime AS server
 COPY --from=server-env /app /app
 USER desy
 ENV DESY_PORT=3000
 EXPOSE 3000
-HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD ["python3", "-c", \
-    "import os, urllib.request as u; u.urlopen(f'http://127.0.0.1:{os.environ[\"DESY_PORT\"]}/readyz', timeout=4)"]
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD ["python3", "-m", "desy.healthcheck"]
 ENTRYPOINT ["desy", "serve", "--host", "0.0.0.0"]
 
 FROM uv AS dashboard-env

@@ -108,11 +108,21 @@ def serve(
     agents_file: AgentsFile = None,
     ssl_certfile: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help="Serve HTTPS with this certificate (PEM)."),
+        typer.Option(
+            envvar="DESY_SSL_CERTFILE",
+            exists=True,
+            dir_okay=False,
+            help="Serve HTTPS with this certificate (PEM).",
+        ),
     ] = None,
     ssl_keyfile: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help="The certificate's private key (PEM)."),
+        typer.Option(
+            envvar="DESY_SSL_KEYFILE",
+            exists=True,
+            dir_okay=False,
+            help="The certificate's private key (PEM).",
+        ),
     ] = None,
 ) -> None:
     """Serve models:/desy-nids@champion over HTTP(S) with BentoML (POST /classify, /livez, /readyz, /metrics)."""

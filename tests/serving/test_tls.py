@@ -43,6 +43,11 @@ def test_agents_classify_over_tls_with_a_private_ca(model_store, tmp_path):
             except httpx.TransportError:
                 time.sleep(0.5)
         assert httpx.get(f"{url}/readyz", verify=str(ca), timeout=5).status_code == 200
+        # the server image's HEALTHCHECK: HTTPS when the certificate is set, as the server serves
+        check = [sys.executable, "-m", "desy.healthcheck"]
+        health = {**os.environ, "DESY_PORT": str(port), "DESY_SSL_CERTFILE": str(cert)}
+        assert run(check, 30, env=health).returncode == 0
+        assert run(check, 30, env={**health, "DESY_SSL_CERTFILE": ""}).returncode == 1
         argv = [
             sys.executable,
             "-m",
