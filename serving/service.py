@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import anyio
+import anyio.to_thread
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import ValidationError
