@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Model server benchmark, without then with the alert store (a SQLite file), in one run: for each,
-# single-flow requests at 100 requests/s (benchmarks/latency.py, httpx), then 1000-flow requests
+# single-flow requests at 100 requests/s (benchmarks/latency.py, a minimal asyncio HTTP/1.1 client), then 1000-flow requests
 # back to back (locust headless, 16 users: a keep-alive connection stays with one worker, and 4
 # connections often landed 3 or 4 on one of 2 workers, halving the rate from run to run); then
 # the in-process ONNX throughput of the same model.
@@ -18,7 +18,7 @@ measure() {  # $1: label, then desy serve's store options
     local label=$1; shift
     uv run desy serve --port $PORT --workers "$WORKERS" "$@" >"$OUT/server-$label.log" 2>&1 & SERVER=$!
     until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.5; done
-    echo "== $label: single-flow requests at 100 requests/s (open loop, httpx), ${SECONDS_}s, $WORKERS server worker(s)"
+    echo "== $label: single-flow requests at 100 requests/s (open loop), ${SECONDS_}s, $WORKERS server worker(s)"
     uv run python benchmarks/latency.py "http://127.0.0.1:$PORT" --rate 100 --seconds "$SECONDS_"
     echo "== $label: 1000-flow requests, 16 users back to back, ${SECONDS_}s"
     uv run locust -f benchmarks/locustfile.py Batch1000 --headless -u 16 -r 16 -t "${SECONDS_}s" \

@@ -241,6 +241,7 @@ def dashboard(
 
     from alerts.store import engine_for, migrate
     from dashboard.app import create_app
+    from desy.http_limits import limit_headers
 
     refuse_open_without_token(host, token, insecure, "DESY_DASHBOARD_TOKEN")
     url = absolute_store(_store_url(store_url))
@@ -250,6 +251,7 @@ def dashboard(
         f"DeSy dashboard on http://{host}:{port} (alert store {engine.url.render_as_string()})",
         err=True,
     )
+    limit_headers(seconds=10)
     uvicorn.run(
         create_app(engine, token, local_user=getpass.getuser()),
         host=host,

@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse
 from alerts.store import Store, engine_for
 from desy import schema
 from desy.agents import Registry
+from desy.http_limits import limit_headers
 from desy.records import CLASSIFY_PATH, model_columns
 from serving.guard import CURRENT_AGENT, SERVED, Guard
 from serving.model import Champion, load_champion
@@ -68,40 +69,7 @@ class _OneLineBadRequests(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_OneLineBadRequests())
 
 
-def _header_timeout(seconds: float) -> None:
-    """Close a connection whose request headers are not complete `seconds` after it opened (or
-    after its previous response): uvicorn has no such timeout, and a client that never finishes
-    its headers would hold the connection for ever. Patches uvicorn's h11 protocol, the one
-    BentoML's workers use (httptools is not installed)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    def arm(protocol: H11Protocol) -> None:
-        cycle = protocol.cycle  # a new request replaces it once its headers are complete
-
-        def expire() -> None:
-            if protocol.cycle is cycle and not protocol.transport.is_closing():
-                protocol.transport.close()
-
-        protocol.loop.call_later(seconds, expire)
-
-    made, completed = H11Protocol.connection_made, H11Protocol.on_response_complete
-
-    def connection_made(self: H11Protocol, transport: Any) -> None:
-        made(self, transport)
-        arm(self)
-
-    def on_response_complete(self: H11Protocol) -> None:
-        completed(self)
-        if not self.transport.is_closing():
-            arm(self)
-
-    H11Protocol.connection_made, H11Protocol.on_response_complete = (
-        connection_made,
-        on_response_complete,
-    )
-
-
-_header_timeout(float(os.environ.get("DESY_HEADER_TIMEOUT", "10")))
+limit_headers(float(os.environ.get("DESY_HEADER_TIMEOUT", "10")))
 
 FLOWS_CLASSIFIED = bentoml.metrics.Counter(
     name="desy_flows_classified_total", documentation="Flow records classified."

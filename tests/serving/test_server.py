@@ -342,3 +342,23 @@ def test_headers_that_never_finish_are_cut_off(server):
         sock.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\n")  # and never the rest
         assert sock.recv(4096) == b""  # the server closed the connection
     assert time.monotonic() - started < 30
+
+
+def test_endless_headers_are_refused_before_they_fill_memory(server, client):
+    """uvicorn's httptools protocol buffers headers without a limit: DeSy answers 431 past
+    16 KiB and closes; a request with 8 KiB of headers is still served."""
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    line = b"X-Padding: " + b"a" * 1000 + b"\r\n"
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(10_000):  # 10 MB, never the end of the headers
+                sock.sendall(line)
+        except OSError:
+            pass  # closed by the server while sending
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    padding = {f"X-Padding-{n}": "a" * 1000 for n in range(8)}
+    response = client.post("/classify", json={"flows": []}, headers=AUTH | padding)
+    assert response.status_code == 200

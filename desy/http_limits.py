@@ -1,0 +1,80 @@
+"""Limits on a connection's request headers, for the servers uvicorn runs (model server, dashboard).
+
+uvicorn waits for request headers for ever, and its httptools protocol buffers them without
+bound (a client sent 2.9 GB of header lines in 5 s). Patched into both of its HTTP/1.1 protocols
+(h11's and httptools'): a connection whose request headers are not complete `seconds` after it
+opened, or after its previous response, is closed; one whose headers outgrow `max_bytes` is
+answered 431 and closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: As h11's own limit; nginx allows 32 KiB. DeSy's clients send a few hundred bytes.
+MAX_HEADER_BYTES = 16 * 1024
+_MESSAGE = b"request headers too large\n"
+TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE)
+)
+
+
+def limit_headers(seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> None:
+    """Patch uvicorn's HTTP/1.1 protocols (once per process is enough; again is harmless)."""
+    for protocol in _protocols():
+        if not getattr(protocol, "desy_limited", False):
+            _patch(protocol, seconds, max_bytes)
+            protocol.desy_limited = True
+
+
+def _protocols() -> list[type]:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools not installed: uvicorn uses h11
+        return [H11Protocol]
+    return [H11Protocol, HttpToolsProtocol]
+
+
+def _patch(protocol_class: type, seconds: float, max_bytes: int) -> None:
+    made = protocol_class.connection_made
+    received = protocol_class.data_received
+    completed = protocol_class.on_response_complete
+
+    def await_headers(protocol: Any) -> None:
+        """From now, the next request's headers are awaited: a request starts a new cycle once
+        its headers are complete; until then, count bytes and time."""
+        cycle = protocol.cycle
+        if cycle is not None and not cycle.response_complete:
+            return  # a pipelined request's headers are in already
+        protocol.desy_awaited = [cycle, 0]
+
+        def expire() -> None:
+            if protocol.cycle is cycle and not protocol.transport.is_closing():
+                protocol.transport.close()
+
+        protocol.loop.call_later(seconds, expire)
+
+    def connection_made(self: Any, transport: Any) -> None:
+        made(self, transport)
+        await_headers(self)
+
+    def data_received(self: Any, data: bytes) -> None:
+        received(self, data)
+        awaited = self.desy_awaited
+        if self.cycle is awaited[0] and not self.transport.is_closing():
+            awaited[1] += len(data)
+            if awaited[1] > max_bytes:
+                self.transport.write(TOO_LARGE)
+                self.transport.close()
+
+    def on_response_complete(self: Any) -> None:
+        completed(self)
+        if not self.transport.is_closing():
+            await_headers(self)
+
+    protocol_class.connection_made = connection_made
+    protocol_class.data_received = data_received
+    protocol_class.on_response_complete = on_response_complete
