@@ -21,11 +21,9 @@ TOO_LARGE = (
 
 
 def limit_headers(seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> None:
-    """Patch uvicorn's HTTP/1.1 protocols (once per process is enough; again is harmless)."""
+    """Patch uvicorn's HTTP/1.1 protocols; a later call replaces the limits of an earlier one."""
     for protocol in _protocols():
-        if not getattr(protocol, "desy_limited", False):
-            _patch(protocol, seconds, max_bytes)
-            protocol.desy_limited = True
+        _patch(protocol, seconds, max_bytes)
 
 
 def _protocols() -> list[type]:
@@ -39,9 +37,13 @@ def _protocols() -> list[type]:
 
 
 def _patch(protocol_class: type, seconds: float, max_bytes: int) -> None:
-    made = protocol_class.connection_made
-    received = protocol_class.data_received
-    completed = protocol_class.on_response_complete
+    if "desy_originals" not in protocol_class.__dict__:
+        protocol_class.desy_originals = (
+            protocol_class.connection_made,
+            protocol_class.data_received,
+            protocol_class.on_response_complete,
+        )
+    made, received, completed = protocol_class.desy_originals
 
     def await_headers(protocol: Any) -> None:
         """From now, the next request's headers are awaited: a request starts a new cycle once
