@@ -4,6 +4,7 @@ rules. Alerts are grouped by (category, source, destination)."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -81,6 +82,8 @@ class Filters:
             where.append(c.received_at >= self.since)
         if self.until is not None:
             where.append(c.received_at < self.until)
+        if self.category is None:  # normal verdicts (kept by --store-all) only when asked for
+            where.append(c.category != "normal")
         for column, value in (
             (c.agent_id, self.agent),
             (c.category, self.category),
@@ -107,9 +110,22 @@ class Filters:
 
 @dataclass(frozen=True)
 class GroupKey:
+    """An alert group; addresses may be empty (records sent without endpoints)."""
+
     category: str
     src_ip: str
     dst_ip: str
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise BadQuery(f"unknown category {self.category!r}")
+        for name in ("src_ip", "dst_ip"):
+            value = getattr(self, name)
+            try:
+                if value:
+                    ipaddress.ip_address(value)
+            except ValueError:
+                raise BadQuery(f"{name} must be an address, not {value!r}") from None
 
     def condition(self) -> ColumnElement[bool]:
         c = alerts.c
@@ -305,6 +321,7 @@ def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10)
 def agent_status(engine: Engine, now: float | None = None) -> list[dict[str, Any]]:
     """Every agent: last seen, model version, flows/s over the last 5 minutes, alerts in the last hour."""
     now = time.time() if now is None else now
+    since_minute = int(now // 60) - 5  # the last 5 whole minutes and the current one
     with engine.connect() as connection:
         known = [
             dict(row._mapping)
@@ -313,19 +330,20 @@ def agent_status(engine: Engine, now: float | None = None) -> list[dict[str, Any
         flows = dict(
             connection.execute(
                 select(verdict_counts.c.agent_id, func.sum(verdict_counts.c.flows))
-                .where(verdict_counts.c.minute >= int(now // 60) - 5)
+                .where(verdict_counts.c.minute >= since_minute)
                 .group_by(verdict_counts.c.agent_id)
             ).all()
         )
         recent = dict(
             connection.execute(
                 select(alerts.c.agent_id, func.count())
-                .where(alerts.c.received_at >= now - 3600)
+                .where(alerts.c.received_at >= now - 3600, alerts.c.category != "normal")
                 .group_by(alerts.c.agent_id)
             ).all()
         )
     for agent in known:
-        agent["flows_per_second"] = round(float(flows.get(agent["agent_id"], 0)) / 300, 2)
+        seconds = now - since_minute * 60
+        agent["flows_per_second"] = round(float(flows.get(agent["agent_id"], 0)) / seconds, 2)
         agent["alerts_last_hour"] = recent.get(agent["agent_id"], 0)
     return known
 

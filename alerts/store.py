@@ -177,11 +177,12 @@ class Store:
         )
 
     def purge(self, older_than: float) -> int:
-        """Delete alerts received and counts taken before older_than (epoch seconds); returns
+        """Delete alerts received and counts taken before older_than (epoch seconds), but not
+        the alerts an analyst gave a verdict (training data: `desy feedback export`); returns
         the number of alerts deleted."""
         with self.engine.begin() as connection:
             deleted = connection.execute(
-                delete(alerts).where(alerts.c.received_at < older_than)
+                delete(alerts).where(alerts.c.received_at < older_than, _UNJUDGED)
             ).rowcount
             connection.execute(
                 delete(verdict_counts).where(verdict_counts.c.minute < int(older_than // 60))
@@ -189,19 +190,25 @@ class Store:
         return deleted
 
     def shrink(self, max_bytes: int) -> int:
-        """SQLite: delete the oldest alerts (a tenth at a time) until the data fits in max_bytes;
-        the freed pages are reused, the file itself does not shrink. Returns the number deleted
-        (always 0 on PostgreSQL, whose size the operator manages)."""
+        """SQLite: delete the oldest alerts (a tenth at a time) until the data fits in max_bytes,
+        but not those an analyst gave a verdict; the freed pages are reused, the file itself
+        does not shrink. Returns the number deleted (always 0 on PostgreSQL, whose size the
+        operator manages)."""
         if self.engine.dialect.name != "sqlite":
             return 0
         deleted = 0
         with self.engine.begin() as connection:
             while _sqlite_bytes(connection) > max_bytes:
-                count = connection.execute(select(func.count()).select_from(alerts)).scalar_one()
+                count = connection.execute(
+                    select(func.count()).select_from(alerts).where(_UNJUDGED)
+                ).scalar_one()
                 if not count:
                     break
                 oldest = (
-                    select(alerts.c.id).order_by(alerts.c.received_at).limit(max(1, count // 10))
+                    select(alerts.c.id)
+                    .where(_UNJUDGED)
+                    .order_by(alerts.c.received_at)
+                    .limit(max(1, count // 10))
                 )
                 deleted += connection.execute(
                     delete(alerts).where(alerts.c.id.in_(oldest))
@@ -213,12 +220,16 @@ class Store:
             return connection.execute(select(func.count()).select_from(alerts)).scalar_one()
 
 
+#: Alerts no analyst gave a verdict: the ones retention may delete.
+_UNJUDGED = alerts.c.analyst_category.is_(None)
+
+
 def _new_groups(connection: Any, rows: list[AlertRow]) -> list[dict[str, Any]]:
-    """The groups of rows (status new) that have no alert in the store yet, with their count and
-    highest attack probability in rows."""
+    """The attack groups of rows (status new) that have no alert in the store yet, with their
+    count and highest attack probability in rows."""
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
-        if row.status == "new":
+        if row.status == "new" and row.label == "attack":
             key = (row.category, row.src_ip, row.dst_ip)
             group = groups.setdefault(
                 key,

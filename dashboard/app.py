@@ -4,7 +4,7 @@ for live updates; it only reads and updates the alert store, so it runs beside `
 on another host.
 
 With a token, every page needs HTTP Basic authentication: any user name (the analyst's, recorded
-with each action) and the token as password.
+with each action) and the token as password. Cross-site form posts are refused.
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ import html
 import io
 import secrets
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts import queries
 from alerts.queries import ACTIONS, ATTACK_CATEGORIES, STATUSES, BadQuery, Filters, GroupKey
@@ -57,6 +60,7 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.state.token, app.state.local_user = token, local_user
+    app.add_middleware(SameOriginPosts)
 
     @app.exception_handler(BadQuery)
     async def bad_query(request: Request, err: BadQuery) -> Response:
@@ -129,6 +133,8 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
     def overview(
         request: Request, analyst: Analyst, filters: Annotated[Filters, Depends(filters_from)]
     ) -> Response:
+        if "status" not in request.query_params:  # what was detected, triaged or not
+            filters = replace(filters, status="any")
         summary = queries.overview(engine, filters)
         context = {
             "summary": summary,
@@ -185,6 +191,32 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
     return app
 
 
+class SameOriginPosts:
+    """Refuse (403) a POST another site's page makes the analyst's browser send: the browser
+    would attach the Basic credentials (or none are needed on loopback). Browsers say where a
+    request comes from in Sec-Fetch-Site, older ones in Origin; clients that send neither (curl,
+    scripts) are not browsers and pass."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and _cross_site(scope):
+            refusal = PlainTextResponse("cross-site request refused", status_code=403)
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _cross_site(scope: Scope) -> bool:
+    headers = Headers(scope=scope)
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != headers.get("host")
+
+
 def current_user(
     request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(BASIC)]
 ) -> str:
@@ -220,8 +252,8 @@ def filters_from(
     explicit `since`, alerts of the `last` hour, day (the default), week, month, or all."""
     if last not in RANGES:
         raise BadQuery(f"last must be one of {', '.join(RANGES)}, not {last!r}")
-    if not since and RANGES[last]:
-        since = str(time.time() - RANGES[last])
+    if not since:  # as a number, so that links and live updates keep the range (0: all)
+        since = str(time.time() - RANGES[last] if RANGES[last] else 0)
 
     def number(name: str, text: str | None) -> float | None:
         if not text:

@@ -116,6 +116,31 @@ def test_a_suppression_rule_archives_matching_alerts_on_arrival(store_url):
         queries.add_suppression(store.engine, "carol", "everything")
 
 
+def test_normal_verdicts_kept_by_store_all_stay_out_of_the_analysts_way(store_url):
+    store = ready_store(store_url)
+    fill(store)
+    new_groups: list = []
+    normal = {"label": "normal", "attack_probability": 0.02, "category": "normal"}
+    batch = [Classified(T0 + 70, "6", record("a1", src="10.5.0.1"), normal)]
+    assert store.write(batch, keep_normal=True, new_groups=new_groups) == 1
+    assert new_groups == []  # no webhook for them
+    assert "10.5.0.1" not in {g["src_ip"] for g in queries.inbox(store.engine, Filters())}
+    assert [g["src_ip"] for g in queries.inbox(store.engine, Filters(category="normal"))] == [
+        "10.5.0.1"
+    ]
+    summary = queries.overview(store.engine, Filters(status="any"))
+    assert sum(n for _, _, n in summary["timeline"]) == 35
+    status = {a["agent_id"]: a for a in queries.agent_status(store.engine, now=T0 + 90)}
+    assert status["a1"]["alerts_last_hour"] == 30
+
+
+def test_a_group_must_name_a_category_and_addresses():
+    GroupKey("dos", "10.0.0.1", "")  # records without endpoints make groups too
+    for bad in (("dos-and-more", "10.0.0.1", "10.0.0.2"), ("dos", "10.0.0.1", "x" * 100)):
+        with pytest.raises(BadQuery):
+            GroupKey(*bad)
+
+
 def test_overview_and_agents(store_url):
     store = ready_store(store_url)
     fill(store)
@@ -123,9 +148,10 @@ def test_overview_and_agents(store_url):
     assert sum(n for _, _, n in summary["timeline"]) == 35
     assert {c for _, c, _ in summary["timeline"]} == {"dos", "probe"}
     assert summary["sources"][0] == ("10.9.0.0", 10) and summary["services"][0] == ("http", 30)
-    status = {a["agent_id"]: a for a in queries.agent_status(store.engine, now=T0 + 60)}
+    status = {a["agent_id"]: a for a in queries.agent_status(store.engine, now=T0 + 90)}
     assert status["a2"]["model_version"] == "6" and status["a1"]["alerts_last_hour"] == 30
-    assert status["a1"]["flows_per_second"] == 0.1  # 30 flows in the last 5 minutes
+    # 30 flows in the 5 whole minutes and the 30 s of this one the counts cover
+    assert status["a1"]["flows_per_second"] == round(30 / 330, 2)
 
 
 def test_analysts_verdicts_become_training_rows(store_url, tmp_path):

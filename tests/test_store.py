@@ -142,13 +142,22 @@ def test_attacks_are_stored_and_every_verdict_counted(store_url):
         assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == 7
 
 
-def test_retention_deletes_old_alerts_and_counts(store_url):
+def test_retention_deletes_old_alerts_and_counts_but_not_analysts_verdicts(store_url):
     store = ready_store(store_url)
     store.write(
         [Classified(1_000.0, "5", record(), ATTACK), Classified(90_000.0, "5", record(), ATTACK)]
+        + [Classified(1_000.0, "5", record(src="10.0.0.9"), ATTACK)]
     )
+    with store.engine.begin() as connection:  # an analyst said this one was a false positive
+        connection.execute(
+            alerts.update().where(alerts.c.src_ip == "10.0.0.9").values(analyst_category="normal")
+        )
     assert store.purge(older_than=50_000.0) == 1
-    assert store.alert_count() == 1
+    assert store.alert_count() == 2
+    if store.engine.dialect.name == "sqlite":  # the size limit is SQLite's
+        assert store.shrink(max_bytes=0) == 1  # all it may delete; the analyst's verdict stays
+        with store.engine.connect() as connection:
+            assert connection.execute(select(alerts.c.src_ip)).scalars().all() == ["10.0.0.9"]
     with store.engine.connect() as connection:
         assert (
             connection.execute(select(func.count()).select_from(verdict_counts)).scalar_one() == 1

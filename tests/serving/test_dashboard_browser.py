@@ -101,6 +101,27 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
             f"{url}/actions", data={"action": "delete", "group": "dos|a|b"}, auth=auth
         )
         assert refused.status_code == 400
+        inbox_before = httpx.get(f"{url}/inbox", auth=auth).text
+        assert inbox_before.count("data-group=") >= 2
+        bad_group = {"action": "archive", "group": "dos-and-more|10.0.0.1|10.0.0.2"}
+        assert httpx.post(f"{url}/actions", data=bad_group, auth=auth).status_code == 400
+        everything = {
+            "action": "archive",
+            "group": re.findall(r'data-group="([^"]+)"', inbox_before),
+        }
+        for cross_site in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            for path, form in (
+                ("/actions", everything),
+                ("/suppressions", {"reason": "x", "src_cidr": "0.0.0.0/0"}),
+            ):
+                answer = httpx.post(f"{url}{path}", data=form, auth=auth, headers=cross_site)
+                assert answer.status_code == 403, (path, cross_site)
+        assert httpx.get(f"{url}/inbox", auth=auth).text.count("data-group=") == inbox_before.count(
+            "data-group="
+        )
+        assert "0.0.0.0/0" not in httpx.get(f"{url}/suppressions", auth=auth).text
+        # "all" stays "all" in the links, the live updates and the actions of the page
+        assert "since=0.0" in httpx.get(f"{url}/inbox?last=all", auth=auth).text
         page = browser.new_page(
             http_credentials={"username": "alice", "password": TOKEN},
             viewport={"width": 1400, "height": 900},
@@ -175,6 +196,19 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
         expect(page.locator("#groups tr[data-group]").first).to_be_visible(timeout=20_000)
         sources = set(page.locator("#groups td:nth-child(3)").all_inner_texts())
         assert sources and "10.66.1.2" not in sources
+
+        page.keyboard.press("j")  # the focus stays on its group when a live refresh moves it
+        focused = page.locator("#groups tr.focus").get_attribute("data-group")
+        newer = [dict(f, src_ip="10.77.1.2") for f in flood[:1]]
+        assert httpx.post(f"{server_url}/classify", json={"flows": newer}).status_code == 200
+        expect(page.locator("#groups tr[data-group*='|10.77.1.2|']")).to_have_count(
+            1, timeout=20_000
+        )
+        expect(page.locator("#groups tr.focus")).to_have_attribute("data-group", focused)
+        page.keyboard.press("e")
+        expect(page.locator(f"#groups tr[data-group='{focused}']")).to_have_count(0)
+        expect(page.locator("#groups tr[data-group*='|10.77.1.2|']")).to_have_count(1)
+
         page.goto(f"{url}/inbox?status=archived&src=10.66.1.2")
         expect(page.locator("#groups tr[data-group]").first).to_be_visible()
 
