@@ -288,7 +288,7 @@ def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10)
         ).one()
         result: dict[str, Any] = {"timeline": [], "step": 0.0}
         if first is not None:
-            start = filters.since if filters.since is not None else first
+            start = filters.since or first  # since 0: all alerts, from the first
             step = max(60.0, ((filters.until or last + 1) - start) / buckets)
             bucket = func.floor((c.received_at - start) / step).label("bucket")
             rows = connection.execute(
@@ -300,6 +300,7 @@ def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10)
             result |= {
                 "start": start,
                 "step": step,
+                "buckets": buckets,
                 "timeline": [(start + int(b) * step, category, n) for b, category, n in rows],
             }
         for name, column in (

@@ -277,20 +277,26 @@ def filters_from(
 
 
 def timeline_svg(summary: dict[str, Any]) -> str:
-    """Alerts over time per category, stacked, as an SVG drawn by matplotlib (its object API:
-    pyplot's global state is not safe in a threaded server)."""
+    """Alerts over time per category, as stacked bars over the whole time range (empty buckets
+    too), an SVG drawn by matplotlib (its object API: pyplot's global state is not safe in a
+    threaded server)."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(9, 2.8), dpi=96, layout="tight")
     axes = figure.subplots()
     counts = {(t, c): n for t, c, n in summary["timeline"]}
-    buckets = sorted({t for t, _ in counts})
     shown = [c for c in (*ATTACK_CATEGORIES, "normal") if any(key[1] == c for key in counts)]
-    if buckets:
+    if counts:
+        start, step = summary["start"], summary["step"]
+        buckets = [start + i * step for i in range(summary["buckets"])]
         when = [datetime.fromtimestamp(t, UTC) for t in buckets]
-        series = [[counts.get((t, c), 0) for t in buckets] for c in shown]
-        axes.stackplot(when, *series, labels=shown, step="post")
+        bottom = [0] * len(buckets)
+        for category in shown:
+            heights = [counts.get((t, category), 0) for t in buckets]
+            axes.bar(when, heights, width=step / 86400, bottom=bottom, align="edge", label=category)
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        axes.set_xlim(when[0], datetime.fromtimestamp(buckets[-1] + step, UTC))
         locator = AutoDateLocator(maxticks=8)
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))

@@ -148,6 +148,8 @@ def test_overview_and_agents(store_url):
     assert sum(n for _, _, n in summary["timeline"]) == 35
     assert {c for _, c, _ in summary["timeline"]} == {"dos", "probe"}
     assert summary["sources"][0] == ("10.9.0.0", 10) and summary["services"][0] == ("http", 30)
+    everything = queries.overview(store.engine, Filters(status="any", since=0.0))  # last=all
+    assert everything["start"] == T0 and everything["step"] == 60.0
     status = {a["agent_id"]: a for a in queries.agent_status(store.engine, now=T0 + 90)}
     assert status["a2"]["model_version"] == "6" and status["a1"]["alerts_last_hour"] == 30
     # 30 flows in the 5 whole minutes and the 30 s of this one the counts cover
