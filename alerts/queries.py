@@ -319,6 +319,15 @@ def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10)
     return result
 
 
+def agent_sources(engine: Engine, agent_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Where each of these agents captures (capture source, log directory), as it last said."""
+    query = select(agents.c.agent_id, agents.c.capture, agents.c.log_dir).where(
+        agents.c.agent_id.in_(sorted(agent_ids))
+    )
+    with engine.connect() as connection:
+        return {row.agent_id: row._asdict() for row in connection.execute(query)}
+
+
 def agent_status(engine: Engine, now: float | None = None) -> list[dict[str, Any]]:
     """Every agent: last seen, model version, flows/s over the last 5 minutes, alerts in the last hour."""
     now = time.time() if now is None else now

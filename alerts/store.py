@@ -82,6 +82,17 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+class Source(NamedTuple):
+    """Where the agent that sent a record captures, as it says (empty: it did not say)."""
+
+    capture: str = ""  # an interface, or a pcap file
+    log_dir: str = ""  # its log directory (capture.pcap and rotations)
+
+
+#: An agent that did not say where it captures.
+UNKNOWN_SOURCE = Source()
+
+
 class Classified(NamedTuple):
     """A record and its verdict, as the server answered them."""
 
@@ -89,6 +100,7 @@ class Classified(NamedTuple):
     model_version: str
     record: Mapping[str, Any]
     verdict: Mapping[str, Any]
+    source: Source = UNKNOWN_SOURCE
 
 
 class Store:
@@ -124,11 +136,11 @@ class Store:
         starts (not seen in the store before, not suppressed) are appended to it."""
         rows: list[AlertRow] = []
         counts: Counter[tuple[int, str, str]] = Counter()
-        seen: dict[str, tuple[float, str]] = {}
+        seen: dict[str, tuple[float, str, Source]] = {}
         for item in batch:
             agent, category = item.record.get("agent_id", ""), item.verdict["category"]
             counts[(int(item.received_at // 60), agent, category)] += 1
-            seen[agent] = (item.received_at, item.model_version)
+            seen[agent] = (item.received_at, item.model_version, item.source)
             if keep_normal or item.verdict["label"] == "attack":
                 rows.append(_alert_row(item))
         if rows:
@@ -151,7 +163,8 @@ class Store:
                     self._agent_upsert(),
                     [
                         {"agent_id": a, "last_seen": t, "model_version": v}
-                        for a, (t, v) in seen.items()
+                        | {"capture": source.capture, "log_dir": source.log_dir}
+                        for a, (t, v, source) in seen.items()
                     ],
                 )
         return len(rows)
@@ -173,6 +186,11 @@ class Store:
             set_={
                 "last_seen": later(agents.c.last_seen, statement.excluded.last_seen),
                 "model_version": statement.excluded.model_version,
+                # what the agent said last; a request that says nothing keeps it
+                **{
+                    name: func.coalesce(func.nullif(statement.excluded[name], ""), agents.c[name])
+                    for name in ("capture", "log_dir")
+                },
             },
         )
 

@@ -96,6 +96,8 @@ agents = Table(
     Column("agent_id", String(128), primary_key=True),
     Column("last_seen", Float, nullable=False),
     Column("model_version", String(32), nullable=False),
+    Column("capture", String(256)),  # as the agent reports it: an interface or a pcap file
+    Column("log_dir", String(512)),  # its log directory, where pcap-slice finds capture.pcap
 )
 
 

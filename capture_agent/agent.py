@@ -47,6 +47,7 @@ class RunConfig:
     drain_timeout: float = 10.0
     queue_size: int = 200_000  # live: frames waiting for the feature thread (10 s at 20k packets/s)
     pending_messages: int = 400  # lists of rows waiting for the sender process (~100k flows)
+    capture: str = ""  # the interface or pcap file, told to the server with the log directory
 
 
 def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
@@ -55,7 +56,12 @@ def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent(parent=os.getppid())
     flow_logs = FlowLogs(config.log_dir)
-    client = ClassifyClient(config.server, config.token, ca_cert=config.ca_cert)
+    client = ClassifyClient(
+        config.server,
+        config.token,
+        ca_cert=config.ca_cert,
+        source=(config.capture, str(config.log_dir.resolve())),
+    )
     sender = Sender(
         client,
         Spool(config.log_dir / "spool", config.spool_max_bytes),

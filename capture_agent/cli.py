@@ -195,6 +195,7 @@ def run(
         spool_max_bytes=spool_mb * 2**20,
         pcap_max_bytes=pcap_rotate_mb * 2**20,
         drain_timeout=drain_timeout,
+        capture=iface or str(pcap.resolve()),
     )
     gc.freeze()  # leave start-up objects out of collections; keep default thresholds (httpx makes cycles)
     extractor = Extractor(

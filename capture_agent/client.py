@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from desy.records import CLASSIFY_PATH, Record, Verdict, record
+from desy.records import CLASSIFY_PATH, SOURCE_HEADERS, Record, Verdict, record
 
 log = logging.getLogger("desy.agent.client")
 
@@ -74,8 +75,15 @@ class ClassifyClient:
         token: str | None = None,
         timeout: float = 10.0,
         ca_cert: Path | None = None,
+        source: tuple[str, str] | None = None,
     ) -> None:
+        """source: where this agent captures (interface or pcap file) and its log directory,
+        told to the server with every request for the alert store (analysts' drill-down)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if source is not None:
+            headers |= {
+                name: quote(value) for name, value in zip(SOURCE_HEADERS, source, strict=True)
+            }
         verify = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True
         self.http = httpx.Client(
             base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify

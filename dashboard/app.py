@@ -102,9 +102,11 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
         dst_ip: str,
     ) -> Response:
         key = GroupKey(category, src_ip, dst_ip)
+        alerts = queries.group_alerts(engine, key, filters)
         context = {
             "key": key,
-            "alerts": queries.group_alerts(engine, key, filters),
+            "alerts": alerts,
+            "sources": queries.agent_sources(engine, {a["agent_id"] for a in alerts}),
             "filters": filters,
             "history": queries.history(engine, key),
             "features": FEATURE_NAMES,

@@ -15,6 +15,9 @@ from desy.schema import DIFFICULTY, FEATURE_NAMES, LABEL, Category
 
 #: Where agents send records.
 CLASSIFY_PATH: Final[str] = "/classify"
+#: Request headers in which an agent says where it captures (percent-encoded): its interface or
+#: pcap file, and its log directory (for `desy-agent pcap-slice` on its host).
+SOURCE_HEADERS: Final[tuple[str, str]] = ("X-Desy-Capture", "X-Desy-Log-Dir")
 
 #: Record fields that are not model inputs, and their kinds: the connection's endpoints and times
 #: (originator first; ports are 0 for ICMP) and the agent that saw it.

@@ -3,7 +3,8 @@
 Every path except OPEN_PATHS needs `Authorization: Bearer <token>` (when a token is configured)
 and a JSON body of at most max_body bytes, counted as the bytes arrive whatever the headers say.
 /readyz says why the model is not served yet; the OpenAPI document declares the 400 body that
-/classify really sends; every response carries the served model version.
+/classify really sends; every response carries the served model version. Where an agent
+captures travels in desy.records.SOURCE_HEADERS, for the alert store.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import json
 from contextvars import ContextVar
 from hmac import compare_digest
 from typing import Any
+from urllib.parse import unquote
 
+from alerts.store import UNKNOWN_SOURCE, Source
 from desy.agents import Registry
+from desy.records import SOURCE_HEADERS
 from serving.schemas import BadRequest
 
 #: The model version this worker serves once the champion is loaded, or why it does not yet.
@@ -21,6 +25,10 @@ SERVED = {"version": "", "status": "loading the champion"}
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json"})
 #: The agent whose token the guard accepted for the request being served (with an agents file).
 CURRENT_AGENT: ContextVar[str | None] = ContextVar("desy_current_agent", default=None)
+#: The headers in which an agent says where it captures, as ASGI gives them.
+_SOURCE_HEADERS = tuple(name.lower().encode() for name in SOURCE_HEADERS)
+#: Where the agent of the request being served captures, as it said.
+CURRENT_SOURCE: ContextVar[Source] = ContextVar("desy_current_source", default=UNKNOWN_SOURCE)
 
 
 class Guard:
@@ -77,6 +85,8 @@ class Guard:
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        if any(name in headers for name in _SOURCE_HEADERS):
+            CURRENT_SOURCE.set(Source(*(_said(headers.get(name, b"")) for name in _SOURCE_HEADERS)))
         media_type = (
             headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         )
@@ -92,6 +102,12 @@ class Guard:
             await _reply(send, 413, {"error": f"body larger than {self.max_body} bytes"})
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _said(value: bytes, limit: int = 256) -> str:
+    """A header an agent sent, decoded: printable characters only, at most limit of them."""
+    text = unquote(value.decode("latin-1"), errors="replace")
+    return "".join(char for char in text if char.isprintable())[:limit]
 
 
 async def _read_body(receive: Any, limit: int) -> bytes | None:

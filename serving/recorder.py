@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from alerts.store import Classified, Store, migrate
+from alerts.store import UNKNOWN_SOURCE, Classified, Source, Store, migrate
 from serving.notifier import Notifier
 
 log = logging.getLogger("desy.serving.store")
@@ -43,7 +43,7 @@ class Recorder:
         self.retention, self.max_bytes = retention_days * 86400, max_bytes
         self.on_written, self.on_dropped = on_written, on_dropped
         self.notifier = notifier
-        self.queue: deque[tuple[float, str, Sequence[Any], Sequence[Any]]] = deque()
+        self.queue: deque[tuple[float, str, Sequence[Any], Sequence[Any], Source]] = deque()
         self.pending = 0  # verdicts queued
         self.dropped = 0
         self.lock = threading.Lock()
@@ -51,16 +51,22 @@ class Recorder:
         self.thread = threading.Thread(target=self._run, name="desy-store-writer", daemon=True)
         self.thread.start()
 
-    def submit(self, model_version: str, records: Sequence[Any], verdicts: Sequence[Any]) -> None:
-        """Queue a classified batch (records: mappings). Never blocks; a batch that does not fit
-        is dropped and counted."""
+    def submit(
+        self,
+        model_version: str,
+        records: Sequence[Any],
+        verdicts: Sequence[Any],
+        source: Source = UNKNOWN_SOURCE,
+    ) -> None:
+        """Queue a classified batch (records: mappings) and where its agent captures. Never
+        blocks; a batch that does not fit is dropped and counted."""
         with self.lock:
             if self.pending + len(verdicts) > self.max_pending:
                 self.dropped += len(verdicts)
                 dropped = self.dropped
             else:
                 self.pending += len(verdicts)
-                self.queue.append((time.time(), model_version, records, verdicts))
+                self.queue.append((time.time(), model_version, records, verdicts, source))
                 return
         self.on_dropped(len(verdicts))
         if dropped == len(verdicts) or dropped % 10_000 < len(
@@ -108,8 +114,8 @@ class Recorder:
             items, self.queue = self.queue, deque()
             self.pending = 0
         return [
-            Classified(at, version, record, verdict)
-            for at, version, records, verdicts in items
+            Classified(at, version, record, verdict, source)
+            for at, version, records, verdicts, source in items
             for record, verdict in zip(records, verdicts, strict=True)
         ]
 

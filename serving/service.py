@@ -35,7 +35,7 @@ from desy import schema
 from desy.agents import Registry
 from desy.http_limits import limit_headers
 from desy.records import CLASSIFY_PATH, model_columns
-from serving.guard import CURRENT_AGENT, SERVED, Guard
+from serving.guard import CURRENT_AGENT, CURRENT_SOURCE, SERVED, Guard
 from serving.model import Champion, load_champion
 from serving.notifier import Notifier
 from serving.recorder import Recorder
@@ -231,7 +231,7 @@ class DesyNids:
         results = champion.classify(columns) if records else []
         FLOWS_CLASSIFIED.inc(len(results))
         if self.recorder is not None and results:
-            self.recorder.submit(champion.version, records, results)
+            self.recorder.submit(champion.version, records, results, CURRENT_SOURCE.get())
         attacks = Counter(result["category"] for result in results if result["label"] == "attack")
         for category, count in attacks.items():
             ATTACKS.labels(category=category).inc(count)

@@ -12,8 +12,8 @@ import time
 from sqlalchemy import func, inspect, select, text
 
 from alerts.addresses import address_key
-from alerts.queries import Filters, GroupKey, group_alerts
-from alerts.store import Classified, Store, _alert_row, engine_for, migrate
+from alerts.queries import Filters, GroupKey, agent_sources, group_alerts
+from alerts.store import Classified, Source, Store, _alert_row, engine_for, migrate
 from alerts.tables import agents, alerts, group_key, verdict_counts
 from desy.schema import FEATURE_NAMES
 from serving.recorder import Recorder
@@ -60,7 +60,7 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0004"
+            == "0005"
         )
 
 
@@ -140,6 +140,18 @@ def test_attacks_are_stored_and_every_verdict_counted(store_url):
             == at + 1
         )
         assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == 7
+
+
+def test_agents_keep_where_they_said_they_capture(store_url):
+    store = ready_store(store_url)
+    here = Source("eth0", "/var/log/desy")
+    store.write([Classified(1.0, "5", record("a1"), ATTACK, here)])
+    store.write([Classified(2.0, "5", record("a1"), ATTACK)])  # a request that did not say
+    assert agent_sources(store.engine, {"a1", "a2"}) == {
+        "a1": {"agent_id": "a1", "capture": "eth0", "log_dir": "/var/log/desy"}
+    }
+    store.write([Classified(3.0, "5", record("a1"), ATTACK, Source("/data/x.pcap", "/tmp/l"))])
+    assert agent_sources(store.engine, {"a1"})["a1"]["capture"] == "/data/x.pcap"
 
 
 def test_retention_deletes_old_alerts_and_counts_but_not_analysts_verdicts(store_url):

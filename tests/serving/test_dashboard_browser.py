@@ -162,6 +162,11 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
         expect(page.locator("#connections details").first).to_contain_text(
             "dst_host_srv_rerror_rate"
         )
+        # where it came from: the agent said its pcap and log directory, pcap-slice takes them
+        expect(page.locator("#connections details").first).to_contain_text("nmap_80_all.pcap")
+        expect(page.locator("#connections details").first).to_contain_text(
+            f"pcap-slice --log-dir {tmp_path / 'a'}"
+        )
         page.screenshot(path=str(shots / "drill-down.png"), full_page=True)
 
         page.goto(f"{url}/inbox")  # keyboard: j focuses the first group, e escalates it
@@ -218,4 +223,5 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
         page.screenshot(path=str(shots / "overview.png"), full_page=True)
         page.goto(f"{url}/agents")
         expect(page.locator("#agents")).to_contain_text("sensor-b")
+        expect(page.locator("#agents")).to_contain_text("masscan_tcp_0_1000.pcap")
         browser.close()
