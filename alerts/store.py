@@ -7,9 +7,11 @@ created and upgraded by Alembic (`migrate`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections import Counter, namedtuple
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -71,15 +73,39 @@ def engine_for(url: str) -> Engine:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Create or upgrade the store's schema to the latest migration (or to revision)."""
+    """Create or upgrade the store's schema to the latest migration (or to revision), one
+    process at a time: the server's workers all start by migrating the same store."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _migration_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # held until the migration commits
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+#: PostgreSQL advisory lock key of migrations (any constant; "DeSy" in ASCII).
+MIGRATION_LOCK = 0x44655379
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """SQLite: an exclusive flock(2) on the database file while migrating (SQLite itself runs
+    each CREATE TABLE on its own, so two processes would both try to create the tables);
+    SQLite's own locks are fcntl(2) locks, which flock does not touch."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(database, "ab") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Source(NamedTuple):

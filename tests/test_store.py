@@ -8,6 +8,7 @@ import multiprocessing
 import sys
 import threading
 import time
+from typing import Any
 
 from sqlalchemy import func, inspect, select, text
 
@@ -62,6 +63,29 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
             == "0005"
         )
+
+
+def _migrate_when_all_are_ready(url: str, barrier: Any) -> None:
+    engine = engine_for(url)
+    barrier.wait(60)
+    migrate(engine)
+
+
+def test_workers_starting_together_migrate_a_new_store_once(store_url):
+    """Every server worker migrates the store at start: on a new store they must not all try
+    to create the tables (each would fail but the first)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [
+        context.Process(target=_migrate_when_all_are_ready, args=(store_url, barrier))
+        for _ in range(4)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+    assert [process.exitcode for process in workers] == [0] * 4
+    assert ready_store(store_url).alert_count() == 0
 
 
 def test_migration_compacts_stored_alerts(store_url):
