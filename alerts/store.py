@@ -11,13 +11,13 @@ import fcntl
 import os
 from collections import Counter, namedtuple
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 
 from alerts.addresses import address_key
@@ -80,32 +80,30 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with _migration_lock(engine), engine.begin() as connection:
-        if engine.dialect.name == "postgresql":  # held until the migration commits
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+    with _one_at_a_time(engine, MIGRATION_LOCK) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
-#: PostgreSQL advisory lock key of migrations (any constant; "DeSy" in ASCII).
-MIGRATION_LOCK = 0x44655379
+#: PostgreSQL advisory lock keys (any constants): of migrations, of finding new alert groups.
+MIGRATION_LOCK, NEW_GROUPS_LOCK = 0x44655379, 0x44655380
 
 
 @contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    """SQLite: an exclusive flock(2) on the database file while migrating (SQLite itself runs
-    each CREATE TABLE on its own, so two processes would both try to create the tables);
-    SQLite's own locks are fcntl(2) locks, which flock does not touch."""
+def _one_at_a_time(engine: Engine, key: int) -> Iterator[Connection]:
+    """A transaction no other process runs at the same time with the same key: PostgreSQL
+    holds an advisory lock until it commits; SQLite (whose pysqlite runs a SELECT or a CREATE
+    TABLE before the transaction's first write outside of it) an exclusive flock(2) on the
+    database file, which SQLite's own fcntl(2) locks do not touch."""
     database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield
-        return
-    with open(database, "ab") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    on_file = engine.dialect.name == "sqlite" and database and database != ":memory:"
+    with open(database, "ab") if on_file else nullcontext() as handle:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
+            yield connection
 
 
 class Source(NamedTuple):
@@ -171,7 +169,13 @@ class Store:
                 rows.append(_alert_row(item))
         if rows:
             rows = self.suppressions.apply(rows)
-        with self.engine.begin() as connection:
+        # Finding new groups reads, then writes: two workers at once would both find a group new.
+        transaction = (
+            _one_at_a_time(self.engine, NEW_GROUPS_LOCK)
+            if new_groups is not None
+            else self.engine.begin()
+        )
+        with transaction as connection:
             if new_groups is not None and rows:
                 new_groups.extend(_new_groups(connection, rows))
             if rows:

@@ -88,6 +88,34 @@ def test_workers_starting_together_migrate_a_new_store_once(store_url):
     assert ready_store(store_url).alert_count() == 0
 
 
+def _find_new_groups(url: str, barrier: Any, rounds: int, found: Any) -> None:
+    store = Store(engine_for(url))
+    for n in range(rounds):
+        batch = [Classified(1.0, "5", record(src=f"10.3.{n}.{i}"), ATTACK) for i in range(20)]
+        new_groups: list = []
+        barrier.wait(60)
+        store.write(batch, new_groups=new_groups)
+        found.put([group["src_ip"] for group in new_groups])
+
+
+def test_workers_writing_the_same_new_groups_at_once_report_each_once(store_url):
+    """The webhook tells of new groups: two workers storing alerts of the same new groups at
+    the same moment must not both find them new."""
+    ready_store(store_url)
+    context = multiprocessing.get_context("spawn")
+    barrier, found = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=_find_new_groups, args=(store_url, barrier, 10, found))
+        for _ in range(2)
+    ]
+    for process in workers:
+        process.start()
+    reported = [src for _ in range(2 * 10) for src in found.get(timeout=120)]
+    for process in workers:
+        process.join(60)
+    assert sorted(reported) == sorted(f"10.3.{n}.{i}" for n in range(10) for i in range(20))
+
+
 def test_migration_compacts_stored_alerts(store_url):
     """0004 computes the group key of alerts stored before it (in SQL on PostgreSQL: the same key
     the store gives new alerts, so old and new alerts of a group are found together) and turns
