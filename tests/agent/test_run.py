@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
-from scapy.utils import rdpcap
+from scapy.utils import RawPcapReader, RawPcapWriter, rdpcap
 
 from tests.agent.classify_server import ClassifyServer
 from tests.agent.helpers import extract_file
@@ -343,3 +343,35 @@ def test_pcap_slice_cuts_one_connection_out_of_the_agents_capture(tmp_path):
     assert missing.returncode == 1 and "no packet" in missing.stderr
     bad = pcap_slice(tmp_path / "logs", "--src", "host-a", "--dst", "192.0.2.2", *window)
     assert bad.returncode == 2 and "not an IP address: 'host-a'" in bad.stderr
+
+
+def test_pcap_slice_joins_a_connection_split_over_rotated_files(tmp_path):
+    """A connection that began before capture.pcap was rotated: its first packets are in
+    capture.pcap.1, the rest in capture.pcap; the slice holds all of them, in order."""
+    pcap = PCAPS / "simple_http_loopback.pcap"
+    flow = extract_file(pcap)[0][-1]
+    middle = (flow["start_time"] + flow["end_time"]) / 2
+    reader = RawPcapReader(str(pcap))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    older, newer = (
+        RawPcapWriter(str(logs / name), linktype=reader.linktype)
+        for name in ("capture.pcap.1", "capture.pcap")
+    )
+    for writer in (older, newer):
+        writer.write_header(None)
+    for data, meta in reader:
+        when = meta.sec + meta.usec / 1e6
+        (older if when < middle else newer).write_packet(data, sec=meta.sec, usec=meta.usec)
+    for writer in (older, newer):
+        writer.close()
+    ends = ("--start", str(flow["start_time"]), "--end", str(flow["end_time"]))
+    ports = ("--src-port", str(flow["src_port"]), "--dst-port", str(flow["dst_port"]))
+    out = tmp_path / "one.pcap"
+    done = pcap_slice(
+        logs, "-o", str(out), "--src", flow["src_ip"], "--dst", flow["dst_ip"], *ends, *ports
+    )
+    assert done.returncode == 0, done.stderr
+    (again,) = extract_file(out)[0]  # the whole connection: its own features as in the capture
+    own = ("src_port", "flag", "src_bytes", "dst_bytes", "duration", "start_time", "end_time")
+    assert {k: again[k] for k in own} == {k: flow[k] for k in own}
