@@ -42,6 +42,11 @@ class BadQuery(ValueError):
     """A filter or action the store cannot take (said to the analyst as a 400)."""
 
 
+def _check_category(category: str) -> None:
+    if category not in CATEGORIES:
+        raise BadQuery(f"unknown category {category!r}")
+
+
 @dataclass(frozen=True)
 class Filters:
     """What the analyst narrowed the alerts to; every field set must match."""
@@ -61,8 +66,8 @@ class Filters:
             raise BadQuery(
                 f"status must be one of {', '.join(STATUSES)} or any, not {self.status!r}"
             )
-        if self.category is not None and self.category not in CATEGORIES:
-            raise BadQuery(f"unknown category {self.category!r}")
+        if self.category is not None:
+            _check_category(self.category)
         for name in ("src", "dst"):
             value = getattr(self, name)
             if value is not None:
@@ -117,8 +122,7 @@ class GroupKey:
     dst_ip: str
 
     def __post_init__(self) -> None:
-        if self.category not in CATEGORIES:
-            raise BadQuery(f"unknown category {self.category!r}")
+        _check_category(self.category)
         for name in ("src_ip", "dst_ip"):
             value = getattr(self, name)
             try:
@@ -347,7 +351,7 @@ def agent_status(engine: Engine, now: float | None = None) -> list[dict[str, Any
         recent = dict(
             connection.execute(
                 select(alerts.c.agent_id, func.count())
-                .where(alerts.c.received_at >= now - 3600, alerts.c.category != "normal")
+                .where(*Filters(status="any", since=now - 3600).conditions())
                 .group_by(alerts.c.agent_id)
             ).all()
         )
