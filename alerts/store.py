@@ -93,11 +93,12 @@ MIGRATION_LOCK, NEW_GROUPS_LOCK = 0x44655379, 0x44655380
 def _one_at_a_time(engine: Engine, key: int) -> Iterator[Connection]:
     """A transaction no other process runs at the same time with the same key: PostgreSQL
     holds an advisory lock until it commits; SQLite (whose pysqlite runs a SELECT or a CREATE
-    TABLE before the transaction's first write outside of it) an exclusive flock(2) on the
-    database file, which SQLite's own fcntl(2) locks do not touch."""
+    TABLE before the transaction's first write outside of it) an exclusive flock(2) on a lock
+    file beside the database. Never on the database file itself: closing any descriptor of it
+    drops the process's own SQLite (fcntl) locks, and the database gets corrupted."""
     database = engine.url.database
     on_file = engine.dialect.name == "sqlite" and database and database != ":memory:"
-    with open(database, "ab") if on_file else nullcontext() as handle:
+    with open(f"{database}-desy.lock", "ab") if on_file else nullcontext() as handle:
         if handle is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
         with engine.begin() as connection:
