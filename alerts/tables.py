@@ -134,3 +134,21 @@ suppressions = Table(
     Column("service", String(64)),
     Column("reason", Text, nullable=False),
 )
+
+#: Analysts' accounts (`desy users add`): with any, the dashboard signs analysts in by name.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_scrypt", String(160), nullable=False),  # scrypt$N$r$p$salt$hash
+    Column("created_at", Float, nullable=False),
+)
+
+#: Dashboard sign-ins: the SHA-256 of the session cookie's value, whose it is, until when.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

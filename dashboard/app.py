@@ -3,21 +3,25 @@ history, an overview, the agents, suppression rules. Server-rendered (FastAPI, J
 for live updates; it only reads and updates the alert store, so it runs beside `desy serve` or
 on another host.
 
-With a token, every page needs HTTP Basic authentication: any user name (the analyst's, recorded
-with each action) and the token as password. Cross-site form posts are refused.
+Who may use it: once the store has analysts' accounts (`desy users add`), each signs in with
+their own (a form, then a session cookie), and their actions are recorded under that name.
+Without accounts but with a token, every page needs HTTP Basic authentication with the token as
+password and any user name (the analyst's, as they say). Without either, only this machine's
+users reach it (on loopback). Cross-site form posts are refused.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import logging
 import secrets
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -28,7 +32,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from alerts import queries
+from alerts import accounts, queries
 from alerts.queries import ACTIONS, ATTACK_CATEGORIES, STATUSES, BadQuery, Filters, GroupKey
 from desy.schema import CATEGORIES, FEATURE_NAMES
 
@@ -41,6 +45,8 @@ BASIC = HTTPBasic(auto_error=False)
 #: Time ranges the filters offer (seconds back from now; 0: everything).
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": 0}
 DEFAULT_RANGE = "24h"
+SESSION_COOKIE = "desy_session"
+log = logging.getLogger("desy.dashboard")
 
 
 def _some(joined: str | None, shown: int = 6) -> str:
@@ -59,12 +65,61 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
     app = FastAPI(title="DeSy dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    app.state.token, app.state.local_user = token, local_user
+    app.state.engine, app.state.token, app.state.local_user = engine, token, local_user
     app.add_middleware(SameOriginPosts)
 
     @app.exception_handler(BadQuery)
     async def bad_query(request: Request, err: BadQuery) -> Response:
         return HTMLResponse(f"<p class=error>{html.escape(str(err))}</p>", status_code=400)
+
+    @app.exception_handler(SignInNeeded)
+    async def sign_in_needed(request: Request, _: SignInNeeded) -> Response:
+        here = urlsplit(request.headers.get("hx-current-url") or str(request.url))
+        to_login = "/login?" + urlencode({"next": urlunsplit(("", "", *here[2:4], ""))})
+        if request.headers.get("hx-request"):  # a live refresh: htmx goes to the sign-in page
+            return Response(status_code=401, headers={"HX-Redirect": to_login})
+        if request.method == "GET":
+            return RedirectResponse(to_login, status_code=303)
+        return PlainTextResponse("sign in first", status_code=401)
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(
+        request: Request, then: Annotated[str, Query(alias="next")] = "/inbox"
+    ) -> Response:
+        if not accounts.any_users(engine):
+            return RedirectResponse(_local(then), status_code=303)
+        return TEMPLATES.TemplateResponse(request, "login.html", {"next": _local(then)})
+
+    @app.post("/login", response_class=HTMLResponse)
+    def login(
+        request: Request,
+        name: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=1024)],
+        then: Annotated[str, Form(alias="next")] = "/inbox",
+    ) -> Response:
+        if not accounts.check(engine, name, password):
+            client = request.client.host if request.client else "?"
+            log.warning("failed sign-in as %r from %s", name, client)
+            context = {"next": _local(then), "name": name, "error": "Wrong user name or password."}
+            return TEMPLATES.TemplateResponse(request, "login.html", context, status_code=401)
+        signed_in = RedirectResponse(_local(then), status_code=303)
+        signed_in.set_cookie(
+            SESSION_COOKIE,
+            accounts.start_session(engine, name),
+            max_age=accounts.SESSION_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+        return signed_in
+
+    @app.post("/logout")
+    def logout(request: Request) -> RedirectResponse:
+        if value := request.cookies.get(SESSION_COOKIE):
+            accounts.end_session(engine, value)
+        signed_out = RedirectResponse("/login", status_code=303)
+        signed_out.delete_cookie(SESSION_COOKIE)
+        return signed_out
 
     @app.get("/")
     def home() -> RedirectResponse:
@@ -219,11 +274,21 @@ def _cross_site(scope: Scope) -> bool:
     return origin is not None and urlsplit(origin).netloc != headers.get("host")
 
 
+class SignInNeeded(Exception):
+    """The store has accounts and the request is not from a signed-in analyst."""
+
+
 def current_user(
     request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(BASIC)]
 ) -> str:
-    """The analyst: anyone on this machine without a token, else Basic auth with the token."""
-    token = request.app.state.token
+    """The analyst: with accounts, the one a session cookie signs in; else with a token, the user
+    name of Basic auth with the token; else (loopback only) anyone on this machine."""
+    engine, token = request.app.state.engine, request.app.state.token
+    if accounts.any_users(engine):
+        value = request.cookies.get(SESSION_COOKIE)
+        if value and (name := accounts.session_user(engine, value)):
+            return name
+        raise SignInNeeded
     if token is None:
         return credentials.username if credentials else request.app.state.local_user
     if credentials is None or not secrets.compare_digest(

@@ -7,12 +7,15 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from desy import PROJECT, cpus
 from desy.registry import absolute_store, tracking_uri
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     help="DeSy: network intrusion detection on NSL-KDD features.", no_args_is_help=True
@@ -75,12 +78,14 @@ AgentsFile = Annotated[
 ]
 
 
-def refuse_open_without_token(host: str, token: object, insecure: bool, variable: str) -> None:
+def refuse_open_without_token(
+    host: str, token: object, insecure: bool, variable: str, other: str = ""
+) -> None:
     """Exit unless host is loopback, a token is set, or the operator said --insecure."""
     if not is_loopback(host) and not token and not insecure:
         typer.echo(
-            f"error: refusing to listen on {host} without a token: set {variable} (or --token), or pass "
-            "--insecure to accept unauthenticated requests from the network",
+            f"error: refusing to listen on {host} without a token: set {variable} (or --token),{other} "
+            "or pass --insecure to accept unauthenticated requests from the network",
             err=True,
         )
         raise typer.Exit(2)
@@ -229,7 +234,8 @@ def dashboard(
         str | None,
         typer.Option(
             envvar="DESY_DASHBOARD_TOKEN",
-            help="Password for HTTP Basic auth (any user name: the analyst's).",
+            help="Password for HTTP Basic auth (any user name: the analyst's), while the store has "
+            "no analysts' accounts (`desy users add`).",
         ),
     ] = None,
     insecure: Insecure = False,
@@ -239,14 +245,23 @@ def dashboard(
 
     import uvicorn
 
+    from alerts.accounts import any_users
     from alerts.store import engine_for, migrate
     from dashboard.app import create_app
     from desy.http_limits import limit_headers
 
-    refuse_open_without_token(host, token, insecure, "DESY_DASHBOARD_TOKEN")
     url = absolute_store(_store_url(store_url))
     engine = engine_for(url)
     migrate(engine)
+    accounts = any_users(engine)
+    refuse_open_without_token(
+        host, token or accounts, insecure, "DESY_DASHBOARD_TOKEN", " add analysts (desy users add),"
+    )
+    if accounts and token:
+        typer.echo(
+            "analysts' accounts exist: each signs in with their own, the token is not accepted",
+            err=True,
+        )
     typer.echo(
         f"DeSy dashboard on http://{host}:{port} (alert store {engine.url.render_as_string()})",
         err=True,
@@ -311,6 +326,85 @@ def agents_disable(agent_id: str, file: AgentsFile = AGENTS_FILE) -> None:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"agent {agent_id} disabled", err=True)
+
+
+users = typer.Typer(
+    help="Analysts' accounts for the dashboard (kept in the alert store).", no_args_is_help=True
+)
+app.add_typer(users, name="users")
+UserName = Annotated[str, typer.Argument(help="The analyst's user name.")]
+PasswordStdin = Annotated[
+    bool, typer.Option(help="Read the password from standard input (else a random one is made).")
+]
+
+
+def _accounts_engine(store_url: str | None) -> Engine:
+    from alerts.store import engine_for, migrate
+
+    engine = engine_for(absolute_store(_store_url(store_url)))
+    migrate(engine)
+    return engine
+
+
+def _password(from_stdin: bool) -> str | None:
+    return sys.stdin.readline().rstrip("\r\n") if from_stdin else None
+
+
+@users.command("add")
+def users_add(
+    name: UserName, password_stdin: PasswordStdin = False, store_url: StoreUrl = None
+) -> None:
+    """Add an analyst; from then on the dashboard signs every analyst in with their own account."""
+    from alerts.accounts import AccountError, add_user
+
+    try:
+        password = add_user(_accounts_engine(store_url), name, _password(password_stdin))
+    except AccountError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"analyst {name} added", err=True)
+    if not password_stdin:
+        typer.echo(f"password (shown once, only its hash is kept): {password}")
+
+
+@users.command("password")
+def users_password(
+    name: UserName, password_stdin: PasswordStdin = False, store_url: StoreUrl = None
+) -> None:
+    """Give an analyst a new password; their sessions end."""
+    from alerts.accounts import AccountError, set_password
+
+    try:
+        password = set_password(_accounts_engine(store_url), name, _password(password_stdin))
+    except AccountError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not password_stdin:
+        typer.echo(f"new password (shown once): {password}")
+
+
+@users.command("remove")
+def users_remove(name: UserName, store_url: StoreUrl = None) -> None:
+    """Remove an analyst and end their sessions (what they did stays in the audit trail)."""
+    from alerts.accounts import AccountError, remove_user
+
+    try:
+        remove_user(_accounts_engine(store_url), name)
+    except AccountError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"analyst {name} removed", err=True)
+
+
+@users.command("list")
+def users_list(store_url: StoreUrl = None) -> None:
+    """The analysts' accounts, and when each was added."""
+    import time
+
+    from alerts.accounts import list_users
+
+    for name, created in list_users(_accounts_engine(store_url)):
+        typer.echo(f"{name}\t{time.strftime('%Y-%m-%d %H:%M', time.gmtime(created))}")
 
 
 feedback = typer.Typer(help="Analysts' verdicts back to training.", no_args_is_help=True)

@@ -56,12 +56,14 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
         "agents",
         "actions",
         "suppressions",
+        "users",
+        "sessions",
         "desy_store_version",
     } <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0005"
+            == "0006"
         )
 
 

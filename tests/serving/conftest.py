@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,24 @@ from pipelines.register import register
 from tests.conftest import ROOT, SMALL_TRAIN_PARAMS, free_port
 
 TOKEN = "test-token-0123456789"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's chromium, headless, driven by Playwright."""
+    if not CHROMIUM.exists():
+        pytest.fail("chromium is not installed: apt-get install chromium (.ci/run does)")
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+        ],
+    )
 
 
 def register_small_model(uri: str, small_model, small_tables) -> str:

@@ -19,9 +19,8 @@ from playwright.sync_api import expect, sync_playwright
 from desy.records import record
 from tests.agent.helpers import extract_file
 from tests.conftest import PCAPS, ROOT, free_port, run
-from tests.serving.conftest import start_server, stop_server, wait_ready
+from tests.serving.conftest import launch_chromium, start_server, stop_server, wait_ready
 
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "dashboard-token-42"
 
 
@@ -38,8 +37,6 @@ def run_agent(server: str, pcap: Path, agent_id: str, log_dir: Path) -> None:
 @pytest.fixture
 def dashboard(model_store, tmp_path):
     """(dashboard URL, model server URL) over one SQLite store filled by two agent runs."""
-    if not CHROMIUM.exists():
-        pytest.fail("chromium is not installed: apt-get install chromium (.ci/run does)")
     uri, _ = model_store
     store = f"sqlite:///{tmp_path}/alerts.db"
     port = free_port()
@@ -82,17 +79,7 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
     shots = Path(os.environ.get("DESY_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(p)
         assert httpx.get(f"{url}/inbox").status_code == 401  # a token is set: no page without it
         auth = ("alice", TOKEN)
         for bad in ("last=1y", "src=10.0.0.0/33", "min_probability=high", "status=deleted"):
