@@ -19,6 +19,7 @@ from alerts.tables import (
     alerts,
     features_by_name,
     group_key,
+    sources,
     suppressions,
     verdict_counts,
 )
@@ -207,9 +208,11 @@ def _newest_groups(
 def group_alerts(
     engine: Engine, key: GroupKey, filters: Filters, limit: int = 500
 ) -> list[dict[str, Any]]:
-    """The connections of one group, newest first."""
+    """The connections of one group, newest first, each with where its agent said it captured
+    it (capture, log_dir: None for alerts stored before agents said)."""
     query = (
-        select(alerts)
+        select(alerts, sources.c.capture, sources.c.log_dir)
+        .outerjoin(sources, sources.c.id == alerts.c.source_id)
         .where(key.condition(), *filters.conditions())
         .order_by(alerts.c.received_at.desc())
         .limit(limit)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from alerts.addresses import address_key
 from alerts.suppression import Suppressions
-from alerts.tables import agents, alerts, group_key, verdict_counts
+from alerts.tables import agents, alerts, group_key, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -116,6 +116,8 @@ class Source(NamedTuple):
 
 #: An agent that did not say where it captures.
 UNKNOWN_SOURCE = Source()
+#: How many (agent, source) numbers a Store remembers (forgotten all at once past that).
+SOURCES_CACHED = 10_000
 
 
 class Classified(NamedTuple):
@@ -148,6 +150,7 @@ class Store:
         compiled = alerts.insert().compile(dialect=dialect, column_keys=list(ALERT_COLUMNS))
         assert tuple(compiled.positiontup) == AlertRow._fields
         self._insert_alerts = str(compiled)
+        self._source_ids: dict[tuple[str, Source], int] = {}
 
     def write(
         self,
@@ -167,7 +170,7 @@ class Store:
             counts[(int(item.received_at // 60), agent, category)] += 1
             seen[agent] = (item.received_at, item.model_version, item.source)
             if keep_normal or item.verdict["label"] == "attack":
-                rows.append(_alert_row(item))
+                rows.append(_alert_row(item, self._source_id(agent, item.source)))
         if rows:
             rows = self.suppressions.apply(rows)
         # Finding new groups reads, then writes: two workers at once would both find a group new.
@@ -199,6 +202,24 @@ class Store:
                     ],
                 )
         return len(rows)
+
+    def _source_id(self, agent: str, source: Source) -> int | None:
+        """The number of what an agent said it captures from (None: it said nothing); new ones
+        are stored at once, in their own transaction."""
+        if source == UNKNOWN_SOURCE:
+            return None
+        key = (agent, source)
+        if (known := self._source_ids.get(key)) is not None:
+            return known
+        if len(self._source_ids) >= SOURCES_CACHED:
+            self._source_ids.clear()
+        row = {"agent_id": agent, "capture": source.capture, "log_dir": source.log_dir}
+        with self.engine.begin() as connection:
+            connection.execute(self._insert(sources).on_conflict_do_nothing(), row)
+            self._source_ids[key] = connection.execute(
+                select(sources.c.id).filter_by(**row)
+            ).scalar_one()
+        return self._source_ids[key]
 
     def _count_upsert(self) -> Any:
         statement = self._insert(verdict_counts)
@@ -316,7 +337,7 @@ _features = itemgetter(*FEATURE_NAMES)
 _json = msgspec.json.Encoder().encode  # the features as a JSON array, at 7× json.dumps's speed
 
 
-def _alert_row(item: Classified) -> AlertRow:
+def _alert_row(item: Classified, source_id: int | None = None) -> AlertRow:
     record, verdict = item.record, item.verdict
     src, dst = record.get("src_ip", ""), record.get("dst_ip", "")
     return AlertRow(
@@ -340,4 +361,5 @@ def _alert_row(item: Classified) -> AlertRow:
         src_key=address_key(src),
         dst_key=address_key(dst),
         group_key=group_key(verdict["category"], src, dst),
+        source_id=source_id,
     )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from desy.schema import FEATURE_NAMES
@@ -58,6 +59,7 @@ alerts = Table(
     Column("src_key", LargeBinary(16)),  # the address as 16 bytes (IPv4 mapped), for CIDR ranges
     Column("dst_key", LargeBinary(16)),
     Column("group_key", BigInteger),  # group_key(category, src_ip, dst_ip): the group's index
+    Column("source_id", Integer),  # sources.id: where the agent said it captured the connection
     Index("ix_alerts_received_at", "received_at"),
     Index("ix_alerts_group_key", "group_key"),
     Index("ix_alerts_status_received", "status", "received_at"),
@@ -98,6 +100,18 @@ agents = Table(
     Column("model_version", String(32), nullable=False),
     Column("capture", String(256)),  # as the agent reports it: an interface or a pcap file
     Column("log_dir", String(512)),  # its log directory, where pcap-slice finds capture.pcap
+)
+
+
+#: Every capture source an agent has said it captures from, numbered for the alerts to refer to.
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", String(128), nullable=False),
+    Column("capture", String(256), nullable=False),  # an interface or a pcap file
+    Column("log_dir", String(512), nullable=False),  # where pcap-slice finds capture.pcap
+    UniqueConstraint("agent_id", "capture", "log_dir", name="uq_sources"),
 )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, inspect, select, text
 from alerts.addresses import address_key
 from alerts.queries import Filters, GroupKey, agent_sources, group_alerts
 from alerts.store import Classified, Source, Store, _alert_row, engine_for, migrate
-from alerts.tables import agents, alerts, group_key, verdict_counts
+from alerts.tables import agents, alerts, group_key, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
 from serving.recorder import Recorder
 from tests.conftest import run
@@ -58,12 +58,13 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
         "suppressions",
         "users",
         "sessions",
+        "sources",
         "desy_store_version",
     } <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0006"
+            == "0007"
         )
 
 
@@ -127,7 +128,7 @@ def test_migration_compacts_stored_alerts(store_url):
     old = [("dos", "10.0.0.1", "10.0.0.2"), ("probe", "2001:db8::7", "10.0.0.2")]
     features = {name: record()[name] for name in FEATURE_NAMES}
     row = _alert_row(Classified(1.0, "6", record(), ATTACK))._asdict() | {"features": features}
-    del row["group_key"]
+    del row["group_key"], row["source_id"]
     with engine.begin() as connection:
         for category, src, dst in old:
             connection.execute(
@@ -181,6 +182,7 @@ def test_attacks_are_stored_and_every_verdict_counted(store_url):
         "protocol_type": "tcp", "service": "ftp", "flag": "S0", "features": features,
         "status": "new", "analyst_category": None, "src_key": address_key("10.0.0.1"),
         "dst_key": address_key("10.0.0.2"), "group_key": group_key("dos", "10.0.0.1", "10.0.0.2"),
+        "source_id": None,
     }  # fmt: skip
     store.write(
         [Classified(at - 100, "4", record("a1"), ATTACK)]
@@ -206,6 +208,32 @@ def test_agents_keep_where_they_said_they_capture(store_url):
     }
     store.write([Classified(3.0, "5", record("a1"), ATTACK, Source("/data/x.pcap", "/tmp/l"))])
     assert agent_sources(store.engine, {"a1"})["a1"]["capture"] == "/data/x.pcap"
+
+
+def test_each_alert_keeps_where_its_connection_was_captured(store_url):
+    """An agent that moves to another capture source: its earlier alerts still say the first."""
+    store = ready_store(store_url)
+    first, then = Source("eth0", "/var/log/desy"), Source("/data/x.pcap", "/tmp/l")
+    store.write([Classified(1.0, "5", record("a1"), ATTACK, first)])
+    store.write([Classified(2.0, "5", record("a2"), ATTACK, first)])  # another agent, same names
+    store.write([Classified(3.0, "5", record("a1"), ATTACK, then)])
+    store.write([Classified(4.0, "5", record("a1"), ATTACK)])  # said nothing
+    Store(store.engine).write([Classified(5.0, "5", record("a1"), ATTACK, first)])  # a new worker
+    said = [
+        (alert["received_at"], alert["agent_id"], alert["capture"], alert["log_dir"])
+        for alert in group_alerts(
+            store.engine, GroupKey("dos", "10.0.0.1", "10.0.0.2"), Filters("any")
+        )
+    ]
+    assert said == [
+        (5.0, "a1", "eth0", "/var/log/desy"),
+        (4.0, "a1", None, None),
+        (3.0, "a1", "/data/x.pcap", "/tmp/l"),
+        (2.0, "a2", "eth0", "/var/log/desy"),
+        (1.0, "a1", "eth0", "/var/log/desy"),
+    ]
+    with store.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(sources)) == 3
 
 
 def test_retention_deletes_old_alerts_and_counts_but_not_analysts_verdicts(store_url):
@@ -315,3 +343,23 @@ def test_a_bad_store_url_is_refused_with_a_clear_error():
     ):
         done = run([sys.executable, "-m", "desy.cli", "serve", "--store-url", url], 60)
         assert done.returncode == 2 and said in done.stderr
+
+
+def test_migrations_go_down_and_up_again_keeping_the_alerts(store_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from alerts.store import MIGRATIONS
+
+    store = ready_store(store_url)
+    store.write([Classified(1.0, "5", record(), ATTACK, Source("eth0", "/var/log/desy"))])
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    assert not {"sources", "users", "sessions"} & set(inspect(store.engine).get_table_names())
+    store = ready_store(store_url)
+    store.write([Classified(2.0, "5", record(), ATTACK, Source("eth0", "/var/log/desy"))])
+    said = group_alerts(store.engine, GroupKey("dos", "10.0.0.1", "10.0.0.2"), Filters("any"))
+    assert [(a["received_at"], a["capture"]) for a in said] == [(2.0, "eth0"), (1.0, None)]
