@@ -248,7 +248,7 @@ def dashboard(
     from alerts.accounts import any_users
     from alerts.store import engine_for, migrate
     from dashboard.app import create_app
-    from desy.http_limits import limit_headers
+    from desy.http_limits import header_timeout, limit_headers
 
     url = absolute_store(_store_url(store_url))
     engine = engine_for(url)
@@ -266,7 +266,11 @@ def dashboard(
         f"DeSy dashboard on http://{host}:{port} (alert store {engine.url.render_as_string()})",
         err=True,
     )
-    limit_headers(seconds=10)
+    try:
+        limit_headers(header_timeout())
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
         create_app(engine, token, local_user=getpass.getuser()),
         host=host,

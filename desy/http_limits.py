@@ -9,6 +9,7 @@ answered 431 and closed.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 #: As h11's own limit; nginx allows 32 KiB. DeSy's clients send a few hundred bytes.
@@ -18,6 +19,18 @@ TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
     b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE)
 )
+
+
+def header_timeout() -> float:
+    """Seconds a connection may take to send its request headers: DESY_HEADER_TIMEOUT, else 10."""
+    raw = os.environ.get("DESY_HEADER_TIMEOUT", "10")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 3600:
+        raise ValueError(f"DESY_HEADER_TIMEOUT must be seconds between 0 and 3600, not {raw!r}")
+    return seconds
 
 
 def limit_headers(seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> None:

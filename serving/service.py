@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from alerts.store import Store, engine_for
 from desy import schema
 from desy.agents import Registry
-from desy.http_limits import limit_headers
+from desy.http_limits import header_timeout, limit_headers
 from desy.records import CLASSIFY_PATH, model_columns
 from serving.guard import CURRENT_AGENT, CURRENT_SOURCE, SERVED, Guard
 from serving.model import Champion, load_champion
@@ -69,7 +69,7 @@ class _OneLineBadRequests(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_OneLineBadRequests())
 
 
-limit_headers(float(os.environ.get("DESY_HEADER_TIMEOUT", "10")))
+limit_headers(header_timeout())
 
 FLOWS_CLASSIFIED = bentoml.metrics.Counter(
     name="desy_flows_classified_total", documentation="Flow records classified."

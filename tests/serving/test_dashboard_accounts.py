@@ -1,6 +1,7 @@
 """Analysts' accounts in a real browser: with accounts in the store the dashboard signs each
 analyst in by name (a form, a session cookie), records their actions under that name, takes no
-shared token, and sends a page whose session ended to the sign-in form, live refresh included."""
+shared token, and sends a page whose session ended to the sign-in form, live refresh included.
+Also: a group of alerts sent without endpoints is opened and triaged like any other."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def dashboard(tmp_path):
     Store(engine).write(
         [Classified(now, "3", record(src=src), ATTACK) for src in ("10.9.0.1", "10.9.0.2")]
     )
+    bare = record() | {"src_ip": "", "dst_ip": "", "src_port": 0, "dst_port": 0}
+    Store(engine).write([Classified(now, "3", bare, ATTACK)])  # sent without endpoints
     refused = desy("dashboard", "--host", "0.0.0.0", "--store-url", store)
     assert refused.returncode == 2 and "desy users add" in refused.stderr
     added = desy("users", "add", "alice", "--password-stdin", "--store-url", store, stdin=PASSWORD)
@@ -47,8 +50,7 @@ def dashboard(tmp_path):
         [sys.executable, "-m", "desy.cli", "dashboard", "--port", str(port), "--store-url", store],
         cwd=ROOT,
         env={**os.environ, "DESY_DASHBOARD_TOKEN": "a-shared-token"},
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=(tmp_path / "dashboard.log").open("w"),
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,8 +63,7 @@ def dashboard(tmp_path):
         yield url, engine
     finally:
         web.terminate()
-        _, errors = web.communicate(timeout=10)
-    assert "failed sign-in as 'alice'" in errors  # for fail2ban and the like
+        web.wait(10)
 
 
 def test_analysts_sign_in_with_their_own_accounts(dashboard, tmp_path):
@@ -84,6 +85,8 @@ def test_analysts_sign_in_with_their_own_accounts(dashboard, tmp_path):
         page.fill("input[name=password]", "not the password")
         page.click("button")
         expect(page.locator(".error")).to_have_text("Wrong user name or password.")
+        log = (tmp_path / "dashboard.log").read_text()
+        assert "failed sign-in as 'alice' from 127.0.0.1" in log  # for fail2ban and the like
         page.fill("input[name=password]", PASSWORD)
         page.click("button")
         expect(page).to_have_url(f"{url}/inbox?last=7d")
@@ -111,7 +114,27 @@ def test_analysts_sign_in_with_their_own_accounts(dashboard, tmp_path):
         page.click("button")
         expect(page).to_have_url(f"{url}/agents")
         page.goto(f"{url}/inbox?last=7d")
-        expect(page.locator("#groups tr[data-group]")).to_have_count(1)
+        expect(page.locator("#groups tr[data-group]")).to_have_count(2)
         accounts.set_password(engine, "alice", "a new long password")  # ends her sessions
         expect(page).to_have_url(f"{url}/login?next=%2Finbox%3Flast%3D7d", timeout=15_000)
         browser.close()
+
+
+def test_a_group_without_addresses_opens_and_is_triaged(dashboard):
+    """Records may come without endpoints: their group must not be stuck in the inbox."""
+    url, _ = dashboard
+    with httpx.Client(base_url=url) as client:
+        signed_in = client.post("/login", data={"name": "alice", "password": PASSWORD})
+        assert signed_in.status_code == 303
+        inbox = client.get("/inbox?last=7d").text
+        assert 'data-group="dos||"' in inbox and "(no address)" in inbox
+        group = client.get("/group?category=dos&src_ip=&dst_ip=&last=7d")
+        assert group.status_code == 200 and "10.9.0.1" not in group.text
+        done = client.post("/actions", data={"action": "archive", "group": "dos||", "note": "lab"})
+        assert done.status_code == 303
+        assert 'data-group="dos||"' not in client.get("/inbox?last=7d").text
+        history = client.get("/group?category=dos&src_ip=&dst_ip=&status=archived&last=7d").text
+        assert "alice" in history and "lab" in history
+        for bad in ("|10.0.0.1|10.0.0.2", "dos|10.0.0.1", "dos|not-an-ip|"):
+            answer = client.post("/actions", data={"action": "archive", "group": bad})
+            assert answer.status_code == 400, bad
