@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -46,6 +47,9 @@ BASIC = HTTPBasic(auto_error=False)
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": 0}
 DEFAULT_RANGE = "24h"
 SESSION_COOKIE = "desy_session"
+#: Sign-ins waiting for their password check past which more are refused (429): checks run one
+#: at a time (alerts.accounts), and a flood of them must not hold the threads pages need.
+SIGN_INS_WAITING = 8
 log = logging.getLogger("desy.dashboard")
 
 
@@ -66,6 +70,7 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.state.engine, app.state.token, app.state.local_user = engine, token, local_user
+    app.state.sign_ins = 0  # waiting for their password check
     app.add_middleware(SameOriginPosts)
 
     @app.exception_handler(BadQuery)
@@ -91,27 +96,35 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
         return TEMPLATES.TemplateResponse(request, "login.html", {"next": _local(then)})
 
     @app.post("/login", response_class=HTMLResponse)
-    def login(
+    async def login(
         request: Request,
         name: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
         then: Annotated[str, Form(alias="next")] = "/inbox",
     ) -> Response:
-        if not accounts.check(engine, name, password):
+        if app.state.sign_ins >= SIGN_INS_WAITING:
+            return PlainTextResponse("too many sign-ins at once", 429, {"Retry-After": "2"})
+        app.state.sign_ins += 1
+        try:
+            signed_in = await anyio.to_thread.run_sync(accounts.check, engine, name, password)
+        finally:
+            app.state.sign_ins -= 1
+        if not signed_in:
             client = request.client.host if request.client else "?"
             log.warning("failed sign-in as %r from %s", name, client)
             context = {"next": _local(then), "name": name, "error": "Wrong user name or password."}
             return TEMPLATES.TemplateResponse(request, "login.html", context, status_code=401)
-        signed_in = RedirectResponse(_local(then), status_code=303)
-        signed_in.set_cookie(
+        session = await anyio.to_thread.run_sync(accounts.start_session, engine, name)
+        redirect = RedirectResponse(_local(then), status_code=303)
+        redirect.set_cookie(
             SESSION_COOKIE,
-            accounts.start_session(engine, name),
+            session,
             max_age=accounts.SESSION_SECONDS,
             httponly=True,
             samesite="lax",
             secure=request.url.scheme == "https",
         )
-        return signed_in
+        return redirect
 
     @app.post("/logout")
     def logout(request: Request) -> RedirectResponse:

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -69,6 +69,26 @@ StoreUrl = Annotated[
 ]
 
 
+def _pem(envvar: str, help_text: str) -> Any:
+    """A PEM file option."""
+    return Annotated[
+        Path | None, typer.Option(envvar=envvar, exists=True, dir_okay=False, help=help_text)
+    ]
+
+
+CERTIFICATE, PRIVATE_KEY = "Serve HTTPS with this certificate (PEM).", "Its private key (PEM)."
+ServerCertificate = _pem("DESY_SSL_CERTFILE", CERTIFICATE)
+ServerKey = _pem("DESY_SSL_KEYFILE", PRIVATE_KEY)
+DashboardCertificate = _pem("DESY_DASHBOARD_SSL_CERTFILE", CERTIFICATE)
+DashboardKey = _pem("DESY_DASHBOARD_SSL_KEYFILE", PRIVATE_KEY)
+
+
+def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
+    if (certfile is None) != (keyfile is None):
+        typer.echo("error: --ssl-certfile and --ssl-keyfile go together", err=True)
+        raise typer.Exit(2)
+
+
 AgentsFile = Annotated[
     Path | None,
     typer.Option(
@@ -111,29 +131,11 @@ def serve(
     store: Annotated[bool, typer.Option(help="Record attack verdicts in the alert store.")] = True,
     store_all: Annotated[bool, typer.Option(help="Record normal verdicts too.")] = False,
     agents_file: AgentsFile = None,
-    ssl_certfile: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="DESY_SSL_CERTFILE",
-            exists=True,
-            dir_okay=False,
-            help="Serve HTTPS with this certificate (PEM).",
-        ),
-    ] = None,
-    ssl_keyfile: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="DESY_SSL_KEYFILE",
-            exists=True,
-            dir_okay=False,
-            help="The certificate's private key (PEM).",
-        ),
-    ] = None,
+    ssl_certfile: ServerCertificate = None,
+    ssl_keyfile: ServerKey = None,
 ) -> None:
     """Serve models:/desy-nids@champion over HTTP(S) with BentoML (POST /classify, /livez, /readyz, /metrics)."""
-    if (ssl_certfile is None) != (ssl_keyfile is None):
-        typer.echo("error: --ssl-certfile and --ssl-keyfile go together", err=True)
-        raise typer.Exit(2)
+    check_tls(ssl_certfile, ssl_keyfile)
     if agents_file is not None and not agents_file.is_file():
         typer.echo(
             f"error: no agents file {agents_file}: create it with `desy agents add ID`", err=True
@@ -239,6 +241,8 @@ def dashboard(
         ),
     ] = None,
     insecure: Insecure = False,
+    ssl_certfile: DashboardCertificate = None,
+    ssl_keyfile: DashboardKey = None,
 ) -> None:
     """The analysts' dashboard over the alert store: inbox, triage, overview, agents, suppressions."""
     import getpass
@@ -250,6 +254,7 @@ def dashboard(
     from dashboard.app import create_app
     from desy.http_limits import header_timeout, limit_headers
 
+    check_tls(ssl_certfile, ssl_keyfile)
     url = absolute_store(_store_url(store_url))
     engine = engine_for(url)
     migrate(engine)
@@ -262,8 +267,15 @@ def dashboard(
             "analysts' accounts exist: each signs in with their own, the token is not accepted",
             err=True,
         )
+    if accounts and not ssl_certfile and not is_loopback(host):
+        typer.echo(
+            "warning: analysts' passwords and sessions cross the network in clear: give "
+            "--ssl-certfile/--ssl-keyfile, or serve it behind a TLS proxy",
+            err=True,
+        )
+    scheme = "https" if ssl_certfile else "http"
     typer.echo(
-        f"DeSy dashboard on http://{host}:{port} (alert store {engine.url.render_as_string()})",
+        f"DeSy dashboard on {scheme}://{host}:{port} (alert store {engine.url.render_as_string()})",
         err=True,
     )
     try:
@@ -276,6 +288,8 @@ def dashboard(
         host=host,
         port=port,
         log_level="warning",
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
 
 

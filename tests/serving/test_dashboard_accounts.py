@@ -6,16 +6,23 @@ Also: a group of alerts sent without endpoints is opened and triaged like any ot
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from sqlalchemy import Engine
 
 from alerts import accounts
 from alerts.store import Classified, Store, engine_for, migrate
+from deploy.cluster import certificates
 from tests.conftest import ROOT, free_port, run
 from tests.serving.conftest import launch_chromium
 from tests.test_store import ATTACK, record
@@ -27,10 +34,35 @@ def desy(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "desy.cli", *argv], 120, input=stdin)
 
 
-@pytest.fixture
-def dashboard(tmp_path):
-    """(dashboard URL, its store's engine): two alert groups, the analyst alice, a token set
-    too (which accounts make void)."""
+@contextmanager
+def running_dashboard(store: str, log: Path, *argv: str, env: dict | None = None) -> Iterator[str]:
+    """A `desy dashboard` process over store; its URL once it answers."""
+    port = free_port()
+    tls = "--ssl-certfile" in argv
+    web = subprocess.Popen(
+        [sys.executable, "-m", "desy.cli", "dashboard", "--port", str(port), "--store-url", store]
+        + list(argv),
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stderr=log.open("w"),
+    )
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/login", verify=False)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        web.terminate()
+        web.wait(10)
+
+
+def store_with_alice(tmp_path: Path) -> tuple[str, Engine]:
+    """A SQLite store with three alert groups (one sent without endpoints) and the analyst
+    alice, added with `desy users add`."""
     store = f"sqlite:///{tmp_path}/alerts.db"
     engine = engine_for(store)
     migrate(engine)
@@ -45,25 +77,17 @@ def dashboard(tmp_path):
     added = desy("users", "add", "alice", "--password-stdin", "--store-url", store, stdin=PASSWORD)
     assert added.returncode == 0, added.stderr
     assert PASSWORD not in added.stdout + added.stderr
-    port = free_port()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "desy.cli", "dashboard", "--port", str(port), "--store-url", store],
-        cwd=ROOT,
-        env={**os.environ, "DESY_DASHBOARD_TOKEN": "a-shared-token"},
-        stderr=(tmp_path / "dashboard.log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{url}/login")
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    return store, engine
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """(dashboard URL, its store's engine) over store_with_alice, a token set too (which
+    accounts make void)."""
+    store, engine = store_with_alice(tmp_path)
+    env = {"DESY_DASHBOARD_TOKEN": "a-shared-token"}
+    with running_dashboard(store, tmp_path / "dashboard.log", env=env) as url:
         yield url, engine
-    finally:
-        web.terminate()
-        web.wait(10)
 
 
 def test_analysts_sign_in_with_their_own_accounts(dashboard, tmp_path):
@@ -138,3 +162,38 @@ def test_a_group_without_addresses_opens_and_is_triaged(dashboard):
         for bad in ("|10.0.0.1|10.0.0.2", "dos|10.0.0.1", "dos|not-an-ip|"):
             answer = client.post("/actions", data={"action": "archive", "group": bad})
             assert answer.status_code == 400, bad
+
+
+def test_a_flood_of_sign_ins_is_refused_not_queued(dashboard):
+    """Password checks run one at a time; past a few waiting, more are refused (429) at once,
+    and analysts already signed in are served meanwhile."""
+    url, _ = dashboard
+    with httpx.Client(base_url=url, timeout=120) as analyst:
+        analyst.post("/login", data={"name": "alice", "password": PASSWORD})
+
+        def guess(n: int) -> int:
+            form = {"name": "alice", "password": f"guess number {n}"}
+            return httpx.post(f"{url}/login", data=form, timeout=120).status_code
+
+        with ThreadPoolExecutor(32) as pool:
+            guesses = pool.map(guess, range(32))
+            time.sleep(0.5)
+            assert analyst.get("/inbox").status_code == 200
+            answers = list(guesses)
+    assert set(answers) == {401, 429}  # some checked (wrong password), the rest refused
+
+
+def test_sign_in_over_https_sets_a_secure_cookie(tmp_path):
+    store, _ = store_with_alice(tmp_path)
+    ca, cert, key = certificates(tmp_path, ("127.0.0.1",))
+    tls = ("--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    with (
+        running_dashboard(store, tmp_path / "dashboard.log", *tls) as url,
+        httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=ca)) as client,
+    ):
+        assert url.startswith("https://")
+        signed_in = client.post("/login", data={"name": "alice", "password": PASSWORD})
+        assert signed_in.status_code == 303
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+        assert client.get("/inbox").status_code == 200
