@@ -117,21 +117,34 @@ def any_users(engine: Engine) -> bool:
         return bool(connection.scalar(select(func.count()).select_from(users)))
 
 
-def check(engine: Engine, name: str, password: str) -> bool:
-    """Whether name and password are an account's (as slow when the name is nobody's)."""
+def check(engine: Engine, name: str, password: str) -> str | None:
+    """The stored hash if name and password are an account's, else None (as slow when the
+    name is nobody's). start_session takes it, so that no session starts for an account
+    removed or given a new password meanwhile."""
     with engine.connect() as connection:
         stored = connection.scalar(select(users.c.password_scrypt).where(users.c.name == name))
-    return password_matches(password, stored or _nobody()) and stored is not None
+    if stored is None:
+        with _CHECKING:  # the first call hashes: one at a time, as checks
+            decoy = _nobody()
+        password_matches(password, decoy)
+        return None
+    return stored if password_matches(password, stored) else None
 
 
 def _session_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def start_session(engine: Engine, name: str) -> str:
-    """A new session for an account: the cookie value (only its hash is kept)."""
+def start_session(engine: Engine, name: str, checked: str) -> str | None:
+    """A new session for an account whose password hash is still the one checked: the cookie
+    value (only its hash is kept); None if the account was removed or its password changed.
+    (The account's row is locked until the session is in, on PostgreSQL; on SQLite a change
+    since the read fails the write.)"""
     value, now = secrets.token_urlsafe(32), time.time()
+    current = select(users.c.password_scrypt).where(users.c.name == name).with_for_update()
     with engine.begin() as connection:
+        if connection.scalar(current) != checked:
+            return None
         connection.execute(delete(sessions).where(sessions.c.expires_at < now))
         connection.execute(
             insert(sessions),
@@ -148,7 +161,9 @@ def session_user(engine: Engine, value: str) -> str | None:
     """The account a session cookie signs in, or None (unknown, expired, account removed)."""
     with engine.connect() as connection:
         return connection.scalar(
-            select(sessions.c.user_name).where(
+            select(users.c.name)
+            .join(sessions, sessions.c.user_name == users.c.name)
+            .where(
                 sessions.c.id_sha256 == _session_hash(value), sessions.c.expires_at > time.time()
             )
         )

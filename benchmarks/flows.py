@@ -9,6 +9,10 @@ import time
 import pandas as pd
 
 from desy import schema
+from desy.records import SOURCE_HEADERS
+
+#: Where the benchmark's "agent" says it captures, in the headers a real agent sends.
+AGENT_HEADERS = dict(zip(SOURCE_HEADERS, ("eth0", "/var/log/desy"), strict=True))
 
 
 def records(n: int, seed: int = 1) -> list[dict]:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from benchmarks.flows import records
+from benchmarks.flows import AGENT_HEADERS, records
 
 CONNECTIONS = 16
 
@@ -30,6 +30,7 @@ def _requests(host: str) -> list[bytes]:
     """Single-flow POST /classify requests, whole (headers and body)."""
     token = os.environ.get("DESY_API_TOKEN")
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    auth += "".join(f"{name}: {value}\r\n" for name, value in AGENT_HEADERS.items())
     requests = []
     for record in records(500):
         body = json.dumps({"flows": [record]}).encode()

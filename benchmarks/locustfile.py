@@ -12,10 +12,10 @@ import os
 
 from locust import HttpUser, task
 
-from benchmarks.flows import records
+from benchmarks.flows import AGENT_HEADERS, records
 
 BATCH = json.dumps({"flows": records(1000)}).encode()
-HEADERS = {"Content-Type": "application/json"}
+HEADERS = {"Content-Type": "application/json", **AGENT_HEADERS}
 if os.environ.get("DESY_API_TOKEN"):
     HEADERS["Authorization"] = f"Bearer {os.environ['DESY_API_TOKEN']}"
 

@@ -16,6 +16,7 @@ import html
 import io
 import logging
 import secrets
+import shlex
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -64,12 +65,16 @@ TEMPLATES.env.filters["some"] = _some
 TEMPLATES.env.globals |= {"ranges": RANGES, "default_range": DEFAULT_RANGE}
 
 
-def create_app(engine: Engine, token: str | None = None, local_user: str = "local") -> FastAPI:
-    """The dashboard over the store behind engine."""
+def create_app(
+    engine: Engine, token: str | None = None, local_user: str = "local", open_access: bool = True
+) -> FastAPI:
+    """The dashboard over the store behind engine. Without open_access (it listens beyond
+    loopback), pages need an account or the token even if the last account is removed."""
     app = FastAPI(title="DeSy dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.state.engine, app.state.token, app.state.local_user = engine, token, local_user
+    app.state.open_access = open_access
     app.state.sign_ins = 0  # waiting for their password check
     app.add_middleware(SameOriginPosts)
 
@@ -104,17 +109,21 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
     ) -> Response:
         if app.state.sign_ins >= SIGN_INS_WAITING:
             return PlainTextResponse("too many sign-ins at once", 429, {"Retry-After": "2"})
-        app.state.sign_ins += 1
-        try:
-            signed_in = await anyio.to_thread.run_sync(accounts.check, engine, name, password)
-        finally:
-            app.state.sign_ins -= 1
-        if not signed_in:
+        session = None
+        if accounts.USER_NAME.fullmatch(name):  # else nobody's, and not for the database
+            app.state.sign_ins += 1
+            try:
+                checked = await anyio.to_thread.run_sync(accounts.check, engine, name, password)
+            finally:
+                app.state.sign_ins -= 1
+            if checked:
+                start = accounts.start_session
+                session = await anyio.to_thread.run_sync(start, engine, name, checked)
+        if session is None:
             client = request.client.host if request.client else "?"
             log.warning("failed sign-in as %r from %s", name, client)
             context = {"next": _local(then), "name": name, "error": "Wrong user name or password."}
             return TEMPLATES.TemplateResponse(request, "login.html", context, status_code=401)
-        session = await anyio.to_thread.run_sync(accounts.start_session, engine, name)
         redirect = RedirectResponse(_local(then), status_code=303)
         redirect.set_cookie(
             SESSION_COOKIE,
@@ -171,10 +180,12 @@ def create_app(engine: Engine, token: str | None = None, local_user: str = "loca
     ) -> Response:
         key = GroupKey(category, src_ip, dst_ip)
         alerts = queries.group_alerts(engine, key, filters)
+        now = queries.agent_sources(engine, {a["agent_id"] for a in alerts})
+        for alert in alerts:
+            alert["origin"] = origin(alert, now.get(alert["agent_id"], {}))
         context = {
             "key": key,
             "alerts": alerts,
-            "sources": queries.agent_sources(engine, {a["agent_id"] for a in alerts}),
             "filters": filters,
             "history": queries.history(engine, key),
             "features": FEATURE_NAMES,
@@ -302,18 +313,44 @@ def current_user(
         if value and (name := accounts.session_user(engine, value)):
             return name
         raise SignInNeeded
+    name = credentials.username if credentials else None
+    if name is not None and (len(name) > 128 or not name.isprintable()):
+        raise BadQuery("a user name is at most 128 printable characters")
     if token is None:
-        return credentials.username if credentials else request.app.state.local_user
+        if not request.app.state.open_access:  # the last account was removed
+            raise HTTPException(503, "no analysts' accounts left: add one with `desy users add`")
+        return name or request.app.state.local_user
     if credentials is None or not secrets.compare_digest(
         credentials.password.encode(), token.encode()
     ):
         raise HTTPException(
             401, "user name and the dashboard token needed", {"WWW-Authenticate": "Basic"}
         )
-    return credentials.username or "anonymous"
+    return name or "anonymous"
 
 
 Analyst = Annotated[str, Depends(current_user)]
+
+
+def origin(alert: dict[str, Any], agent_now: dict[str, Any]) -> dict[str, Any]:
+    """Where an alert's connection was captured: what its agent said then (else what it says
+    now, flagged), and the shell-quoted `desy-agent pcap-slice` command that cuts its packets
+    out on that host (None without endpoints). Agents' words are quoted: never a command."""
+    said: dict[str, Any] = {}
+    for name in ("capture", "log_dir"):
+        said[name] = alert.get(name) or agent_now.get(name) or ""
+        said[f"{name}_now"] = bool(said[name]) and not alert.get(name)
+    said["slice"] = None
+    if alert["src_ip"] and alert["dst_ip"]:
+        words = [
+            "desy-agent", "pcap-slice", "--log-dir", said["log_dir"] or "LOG_DIR",
+            "--src", alert["src_ip"], "--dst", alert["dst_ip"],
+            "--src-port", alert["src_port"], "--dst-port", alert["dst_port"],
+            "--start", alert["start_time"], "--end", alert["end_time"],
+            "-o", f"alert-{alert['id']}.pcap",
+        ]  # fmt: skip
+        said["slice"] = shlex.join(str(word) for word in words)
+    return said
 
 
 def filters_from(

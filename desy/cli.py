@@ -83,6 +83,17 @@ DashboardCertificate = _pem("DESY_DASHBOARD_SSL_CERTFILE", CERTIFICATE)
 DashboardKey = _pem("DESY_DASHBOARD_SSL_KEYFILE", PRIVATE_KEY)
 
 
+def _check_header_timeout() -> float:
+    """DESY_HEADER_TIMEOUT, checked; exits with a clear error."""
+    from desy.http_limits import header_timeout
+
+    try:
+        return header_timeout()
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
     if (certfile is None) != (keyfile is None):
         typer.echo("error: --ssl-certfile and --ssl-keyfile go together", err=True)
@@ -136,6 +147,7 @@ def serve(
 ) -> None:
     """Serve models:/desy-nids@champion over HTTP(S) with BentoML (POST /classify, /livez, /readyz, /metrics)."""
     check_tls(ssl_certfile, ssl_keyfile)
+    _check_header_timeout()
     if agents_file is not None and not agents_file.is_file():
         typer.echo(
             f"error: no agents file {agents_file}: create it with `desy agents add ID`", err=True
@@ -252,9 +264,10 @@ def dashboard(
     from alerts.accounts import any_users
     from alerts.store import engine_for, migrate
     from dashboard.app import create_app
-    from desy.http_limits import header_timeout, limit_headers
+    from desy.http_limits import limit_headers
 
     check_tls(ssl_certfile, ssl_keyfile)
+    header_seconds = _check_header_timeout()
     url = absolute_store(_store_url(store_url))
     engine = engine_for(url)
     migrate(engine)
@@ -278,13 +291,9 @@ def dashboard(
         f"DeSy dashboard on {scheme}://{host}:{port} (alert store {engine.url.render_as_string()})",
         err=True,
     )
-    try:
-        limit_headers(header_timeout())
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    limit_headers(header_seconds)
     uvicorn.run(
-        create_app(engine, token, local_user=getpass.getuser()),
+        create_app(engine, token, getpass.getuser(), open_access=is_loopback(host) or insecure),
         host=host,
         port=port,
         log_level="warning",
@@ -365,7 +374,13 @@ def _accounts_engine(store_url: str | None) -> Engine:
 
 
 def _password(from_stdin: bool) -> str | None:
-    return sys.stdin.readline().rstrip("\r\n") if from_stdin else None
+    """The password on standard input (exits if there is none), or None: make one."""
+    if not from_stdin:
+        return None
+    if not (password := sys.stdin.readline().rstrip("\r\n")):
+        typer.echo("error: no password on standard input", err=True)
+        raise typer.Exit(2)
+    return password
 
 
 @users.command("add")

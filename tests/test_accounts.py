@@ -53,8 +53,11 @@ def test_bad_accounts_are_refused(engine, name, password, error):
 def test_sessions_end_on_sign_out_expiry_new_password_and_removal(engine, monkeypatch):
     accounts.add_user(engine, "alice", "correct horse battery")
     accounts.add_user(engine, "bob", "correct horse stapler")
-    first, second = accounts.start_session(engine, "alice"), accounts.start_session(engine, "alice")
-    bobs = accounts.start_session(engine, "bob")
+    alices = accounts.check(engine, "alice", "correct horse battery")
+    first, second = (accounts.start_session(engine, "alice", alices) for _ in range(2))
+    bobs = accounts.start_session(
+        engine, "bob", accounts.check(engine, "bob", "correct horse stapler")
+    )
     with engine.connect() as connection:
         kept = set(connection.scalars(select(sessions.c.id_sha256)))
     assert first not in kept and len(kept) == 3  # only hashes are kept
@@ -74,6 +77,9 @@ def test_sessions_end_on_sign_out_expiry_new_password_and_removal(engine, monkey
     assert accounts.session_user(engine, bobs) == "bob"
     accounts.remove_user(engine, "bob")
     assert accounts.session_user(engine, bobs) is None
+    # a sign-in checked before its account was removed or given a new password starts nothing
+    assert accounts.start_session(engine, "bob", "scrypt$the hash once checked") is None
+    assert accounts.start_session(engine, "alice", alices) is None
     for missing in (
         lambda: accounts.remove_user(engine, "bob"),
         lambda: accounts.set_password(engine, "bob", "another long one"),
@@ -83,5 +89,7 @@ def test_sessions_end_on_sign_out_expiry_new_password_and_removal(engine, monkey
 
 
 def test_a_stored_hash_that_is_not_scrypt_matches_nothing():
-    for stored in ("", "plain", "md5$1$2$3$00$00", "scrypt$x$8$1$00$00", "scrypt$16$8$1$zz$00"):
+    real = accounts.hash_password("anything at all")
+    assert accounts.password_matches("anything at all", real)
+    for stored in ("", "plain", real.replace("scrypt", "md5"), "scrypt$x$8$1$00$00", real[:-2]):
         assert not accounts.password_matches("anything at all", stored)

@@ -5,6 +5,7 @@ Also: a group of alerts sent without endpoints is opened and triaged like any ot
 
 from __future__ import annotations
 
+import html
 import os
 import ssl
 import subprocess
@@ -21,7 +22,7 @@ from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import Engine
 
 from alerts import accounts
-from alerts.store import Classified, Store, engine_for, migrate
+from alerts.store import Classified, Source, Store, engine_for, migrate
 from deploy.cluster import certificates
 from tests.conftest import ROOT, free_port, run
 from tests.serving.conftest import launch_chromium
@@ -70,6 +71,8 @@ def store_with_alice(tmp_path: Path) -> tuple[str, Engine]:
     Store(engine).write(
         [Classified(now, "3", record(src=src), ATTACK) for src in ("10.9.0.1", "10.9.0.2")]
     )
+    hostile = Source("eth0", "/var/log/desy; touch /tmp/pwned")  # what a rogue sensor could say
+    Store(engine).write([Classified(now + 1, "3", record(src="10.9.0.1"), ATTACK, hostile)])
     bare = record() | {"src_ip": "", "dst_ip": "", "src_port": 0, "dst_port": 0}
     Store(engine).write([Classified(now, "3", bare, ATTACK)])  # sent without endpoints
     refused = desy("dashboard", "--host", "0.0.0.0", "--store-url", store)
@@ -197,3 +200,34 @@ def test_sign_in_over_https_sets_a_secure_cookie(tmp_path):
         cookie = signed_in.headers["set-cookie"].lower()
         assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
         assert client.get("/inbox").status_code == 200
+
+
+def test_removing_the_last_account_does_not_open_the_dashboard(tmp_path):
+    """Beyond loopback the dashboard needs an account or a token for as long as it runs."""
+    store, _ = store_with_alice(tmp_path)
+    with running_dashboard(store, tmp_path / "dashboard.log", "--host", "0.0.0.0") as url:
+        with httpx.Client(base_url=url) as client:
+            signed_in = client.post("/login", data={"name": "alice", "password": PASSWORD})
+            assert signed_in.status_code == 303
+            assert client.get("/inbox").status_code == 200
+        removed = desy("users", "remove", "alice", "--store-url", store)
+        assert removed.returncode == 0, removed.stderr
+        assert desy("users", "list", "--store-url", store).stdout == ""
+        for auth in (None, ("mallory", "")):
+            answer = httpx.get(f"{url}/inbox", auth=auth)
+            assert answer.status_code == 503 and "desy users add" in answer.text
+        form = {"reason": "x", "src_cidr": "0.0.0.0/0"}
+        assert httpx.post(f"{url}/suppressions", data=form).status_code == 503
+
+
+def test_the_drill_down_quotes_what_agents_say(dashboard):
+    """The pcap-slice command an analyst copies never runs what an agent put in its headers."""
+    url, _ = dashboard
+    with httpx.Client(base_url=url) as client:
+        client.post("/login", data={"name": "alice", "password": PASSWORD})
+        page = html.unescape(client.get("/group?category=dos&src_ip=10.9.0.1&dst_ip=10.0.0.2").text)
+    quoted = "pcap-slice --log-dir '/var/log/desy; touch /tmp/pwned' --src 10.9.0.1"
+    assert page.count(quoted) == 2  # the earlier alert, sent saying nothing: the agent's now
+    assert "(the agent's now)" in page
+    empty = html.unescape(httpx.get(f"{url}/group?category=dos&src_ip=&dst_ip=").text)
+    assert "pcap-slice" not in empty
