@@ -84,13 +84,15 @@ def create_app(
 
     @app.exception_handler(SignInNeeded)
     async def sign_in_needed(request: Request, _: SignInNeeded) -> Response:
-        here = urlsplit(request.headers.get("hx-current-url") or str(request.url))
+        # back to the page after signing in: the one shown (a live refresh, a form's page)
+        shown = request.headers.get("hx-current-url")
+        if request.method != "GET":
+            shown = shown or request.headers.get("referer") or "/inbox"
+        here = urlsplit(shown or str(request.url))
         to_login = "/login?" + urlencode({"next": urlunsplit(("", "", *here[2:4], ""))})
-        if request.headers.get("hx-request"):  # a live refresh: htmx goes to the sign-in page
+        if request.headers.get("hx-request"):  # htmx goes to the sign-in page
             return Response(status_code=401, headers={"HX-Redirect": to_login})
-        if request.method == "GET":
-            return RedirectResponse(to_login, status_code=303)
-        return PlainTextResponse("sign in first", status_code=401)
+        return RedirectResponse(to_login, status_code=303)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(
@@ -207,7 +209,8 @@ def create_app(
     ) -> RedirectResponse:
         filters = filters_from(**_params(query))
         keys = [_group_key(value) for value in group]
-        queries.act(engine, keys, filters, action, analyst, note.strip(), category or None)
+        note = plain("note", note.strip(), 2000)
+        queries.act(engine, keys, filters, action, analyst, note, category or None)
         return RedirectResponse(_local(back), status_code=303)
 
     @app.get("/overview", response_class=HTMLResponse)
@@ -255,11 +258,11 @@ def create_app(
         queries.add_suppression(
             engine,
             analyst,
-            reason,
+            plain("reason", reason, 2000),
             category or None,
             src_cidr.strip() or None,
             dst_cidr.strip() or None,
-            service.strip() or None,
+            plain("service", service.strip(), 64) or None,
         )
         return RedirectResponse("/suppressions", status_code=303)
 
@@ -332,6 +335,14 @@ def current_user(
 Analyst = Annotated[str, Depends(current_user)]
 
 
+def plain(name: str, value: str | None, limit: int) -> str | None:
+    """A text field as given; BadQuery if longer than the store keeps or not printable (a NUL
+    byte, a control character: no database stores the first, no analyst types either)."""
+    if value and (len(value) > limit or not value.isprintable()):
+        raise BadQuery(f"{name} must be at most {limit} printable characters")
+    return value
+
+
 def origin(alert: dict[str, Any], agent_now: dict[str, Any]) -> dict[str, Any]:
     """Where an alert's connection was captured: what its agent said then (else what it says
     now, flagged), and the shell-quoted `desy-agent pcap-slice` command that cuts its packets
@@ -384,11 +395,11 @@ def filters_from(
         status=status or "new",
         since=number("since", since),
         until=number("until", until),
-        agent=agent or None,
+        agent=plain("agent", agent, 128) or None,
         category=category or None,
         src=src or None,
         dst=dst or None,
-        service=service or None,
+        service=plain("service", service, 64) or None,
         min_probability=number("min_probability", min_probability),
     )
 

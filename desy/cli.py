@@ -94,6 +94,17 @@ def _check_header_timeout() -> float:
         raise typer.Exit(2) from None
 
 
+def _log_to_stderr(name: str) -> None:
+    """INFO and above of logger name to standard error, with the time (for fail2ban and the like)."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
     if (certfile is None) != (keyfile is None):
         typer.echo("error: --ssl-certfile and --ssl-keyfile go together", err=True)
@@ -282,8 +293,10 @@ def dashboard(
         )
     if accounts and not ssl_certfile and not is_loopback(host):
         typer.echo(
-            "warning: analysts' passwords and sessions cross the network in clear: give "
-            "--ssl-certfile/--ssl-keyfile, or serve it behind a TLS proxy",
+            "warning: without --ssl-certfile/--ssl-keyfile, analysts' passwords and sessions "
+            "cross the network in clear unless a TLS proxy is in front (then set "
+            "FORWARDED_ALLOW_IPS to its address: its X-Forwarded-Proto makes the cookie Secure "
+            "and the log names the real client)",
             err=True,
         )
     scheme = "https" if ssl_certfile else "http"
@@ -292,6 +305,7 @@ def dashboard(
         err=True,
     )
     limit_headers(header_seconds)
+    _log_to_stderr("desy")
     uvicorn.run(
         create_app(engine, token, getpass.getuser(), open_access=is_loopback(host) or insecure),
         host=host,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -100,6 +101,13 @@ def test_analysts_sign_in_with_their_own_accounts(dashboard, tmp_path):
     assert answer.headers["location"] == "/login?next=%2Finbox%3Flast%3D7d"
     assert httpx.get(f"{url}/inbox", auth=("alice", "a-shared-token")).status_code == 303
     assert httpx.get(f"{url}/inbox", auth=("alice", PASSWORD)).status_code == 303
+    page = f"{url}/group?category=dos&src_ip=10.9.0.1&dst_ip=10.0.0.2"
+    expired = httpx.post(  # a form sent after the session ended: sign in, then back to its page
+        f"{url}/actions", data={"action": "archive", "group": "dos|10.9.0.1|10.0.0.2"},
+        headers={"Referer": page},
+    )  # fmt: skip
+    assert expired.status_code == 303
+    assert expired.headers["location"] == "/login?" + urlencode({"next": page[len(url) :]})
     form = {"name": "alice", "password": PASSWORD}
     cross_site = httpx.post(f"{url}/login", data=form, headers={"Sec-Fetch-Site": "cross-site"})
     assert cross_site.status_code == 403 and "set-cookie" not in cross_site.headers

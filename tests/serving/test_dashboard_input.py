@@ -1,0 +1,42 @@
+"""Bad input to a real dashboard over each backend: a clear 4xx and nothing changed, including
+what PostgreSQL itself refuses (a NUL byte, a value longer than its column)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from alerts.store import Classified, Store, engine_for, migrate
+from tests.serving.test_dashboard_accounts import running_dashboard
+from tests.test_store import ATTACK, record
+
+GROUP = "dos|10.0.0.1|10.0.0.2"
+
+
+def test_bad_text_is_refused_and_changes_nothing(store_url, tmp_path):
+    engine = engine_for(store_url)
+    migrate(engine)
+    Store(engine).write([Classified(time.time(), "3", record(), ATTACK)])
+    with (
+        running_dashboard(store_url, tmp_path / "dashboard.log") as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        for query in ("agent=a%00b", "service=http%00", f"service={'x' * 65}", "agent=%07"):
+            for page in ("/inbox", "/overview"):
+                answer = client.get(f"{page}?{query}")
+                assert answer.status_code == 400 and "printable" in answer.text, (page, query)
+        for form in (
+            {"action": "archive", "group": GROUP, "note": "nul\x00byte"},
+            {"action": "note", "group": GROUP, "note": "bell\x07"},
+        ):
+            assert client.post("/actions", data=form).status_code == 400
+        for form in (
+            {"reason": "nul\x00", "src_cidr": "10.0.0.0/8"},
+            {"reason": "long service", "service": "s" * 65},
+        ):
+            assert client.post("/suppressions", data=form).status_code == 400
+        group = client.get("/group?category=dos&src_ip=10.0.0.1&dst_ip=10.0.0.2").text
+        assert "<td>new</td>" in group and "No action yet" in group
+        assert 'class="muted">No rule.' in client.get("/suppressions").text
+        assert client.get("/inbox?agent=a1").text.count("data-group=") == 1
