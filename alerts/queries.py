@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, distinct, func, insert, literal_column, select, update
+from sqlalchemy import Engine, and_, distinct, func, insert, literal_column, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from alerts.addresses import network_range
@@ -366,6 +366,7 @@ def agent_status(engine: Engine, now: float | None = None) -> list[dict[str, Any
 
 
 def list_suppressions(engine: Engine) -> list[dict[str, Any]]:
+    """Every rule, in force or removed (removed_at set), oldest first."""
     with engine.connect() as connection:
         return [
             dict(row._mapping)
@@ -402,9 +403,16 @@ def add_suppression(
         ).inserted_primary_key[0]
 
 
-def remove_suppression(engine: Engine, rule_id: int) -> bool:
+def remove_suppression(engine: Engine, rule_id: int, user: str) -> bool:
+    """Take a rule out of force, recording who and when (the rule stays, for the record);
+    False if there is no such rule in force."""
+    c = suppressions.c
     with engine.begin() as connection:
         return (
-            connection.execute(delete(suppressions).where(suppressions.c.id == rule_id)).rowcount
+            connection.execute(
+                update(suppressions)
+                .where(c.id == rule_id, c.removed_at.is_(None))
+                .values(removed_at=time.time(), removed_by=user)
+            ).rowcount
             == 1
         )

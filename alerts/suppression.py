@@ -59,7 +59,10 @@ class Suppressions:
         if time.monotonic() - self.loaded >= RELOAD_SECONDS:
             with self.engine.connect() as connection:
                 self.rules = [
-                    Rule.from_row(row) for row in connection.execute(select(suppressions))
+                    Rule.from_row(row)
+                    for row in connection.execute(
+                        select(suppressions).where(suppressions.c.removed_at.is_(None))
+                    )
                 ]
             self.loaded = time.monotonic()
         if not self.rules:

@@ -147,6 +147,8 @@ suppressions = Table(
     *(Column(name, String(49)) for name in ("src_cidr", "dst_cidr")),
     Column("service", String(64)),
     Column("reason", Text, nullable=False),
+    Column("removed_at", Float),  # when an analyst removed the rule (kept, for the record)
+    Column("removed_by", String(128)),
 )
 
 #: Analysts' accounts (`desy users add`): with any, the dashboard signs analysts in by name.

@@ -268,8 +268,8 @@ def create_app(
 
     @app.post("/suppressions/{rule_id}/delete")
     def remove_suppression(analyst: Analyst, rule_id: int) -> RedirectResponse:
-        if not queries.remove_suppression(engine, rule_id):
-            raise HTTPException(404, f"no suppression rule {rule_id}")
+        if not queries.remove_suppression(engine, rule_id, analyst):
+            raise HTTPException(404, f"no suppression rule {rule_id} in force")
         return RedirectResponse("/suppressions", status_code=303)
 
     return app

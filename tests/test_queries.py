@@ -9,7 +9,7 @@ import pytest
 from alerts import queries
 from alerts.feedback import CATEGORY_LABEL, export
 from alerts.queries import BadQuery, Filters, GroupKey
-from alerts.store import Classified
+from alerts.store import Classified, Store
 from desy.schema import LABEL_CATEGORY
 from pipelines.prepare import flows
 from tests.test_store import ATTACK, ready_store, record
@@ -107,9 +107,12 @@ def test_a_suppression_rule_archives_matching_alerts_on_arrival(store_url):
     assert {g["src_ip"] for g in queries.inbox(store.engine, Filters())} == {"2001:db8::7"}
     assert len(queries.inbox(store.engine, Filters(status="archived"))) == 3
     assert [r["reason"] for r in queries.list_suppressions(store.engine)] == ["the scanner we run"]
-    assert queries.remove_suppression(store.engine, rule) and not queries.remove_suppression(
-        store.engine, rule
-    )
+    assert queries.remove_suppression(store.engine, rule, "dave")
+    assert not queries.remove_suppression(store.engine, rule, "erin")  # out of force already
+    (removed,) = queries.list_suppressions(store.engine)
+    assert removed["removed_by"] == "dave" and removed["removed_at"] > 0  # kept, for the record
+    Store(store.engine).write([Classified(5.0, "6", record(src="10.9.0.1"), ATTACK)])
+    assert "10.9.0.1" in {g["src_ip"] for g in queries.inbox(store.engine, Filters(since=0))}
     with pytest.raises(BadQuery):
         queries.add_suppression(store.engine, "carol", "", src_cidr="10.0.0.0/8")
     with pytest.raises(BadQuery):

@@ -64,7 +64,7 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0007"
+            == "0008"
         )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -239,3 +240,20 @@ def test_the_drill_down_quotes_what_agents_say(dashboard):
     assert "(the agent's now)" in page
     empty = html.unescape(httpx.get(f"{url}/group?category=dos&src_ip=&dst_ip=").text)
     assert "pcap-slice" not in empty
+
+
+def test_removing_a_suppression_rule_is_recorded(dashboard):
+    url, _ = dashboard
+    with httpx.Client(base_url=url) as client:
+        client.post("/login", data={"name": "alice", "password": PASSWORD})
+        rule = {"reason": "our scanner", "src_cidr": "10.9.0.0/30"}
+        assert client.post("/suppressions", data=rule).status_code == 303
+        (rule_id,) = re.findall(
+            r'action="/suppressions/(\d+)/delete"', client.get("/suppressions").text
+        )
+        assert client.post(f"/suppressions/{rule_id}/delete").status_code == 303
+        assert client.post(f"/suppressions/{rule_id}/delete").status_code == 404
+        page = client.get("/suppressions").text
+    assert 'class="muted">No rule.' in page
+    removed = page[page.index('id="removed-rules"') :]
+    assert "our scanner" in removed and removed.count("<td>alice</td>") == 2  # added, removed
