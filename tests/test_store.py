@@ -258,32 +258,41 @@ def test_retention_deletes_old_alerts_and_counts_but_not_analysts_verdicts(store
         )
 
 
-def _writer(url: str, agent: str, batches: int) -> None:
+def _writer(url: str, agent: str, batches: int, barrier: Any) -> None:
     store = Store(engine_for(url))
+    shared = Source("eth0", "/var/log/desy")  # another agent's, which every writer stores too
+    barrier.wait(60)
     for i in range(batches):
-        store.write(
-            [
-                Classified(
-                    1_800_000_000.0 + i, "5", record(agent, src=f"10.1.{i % 250}.{n}"), ATTACK
-                )
-                for n in range(20)
-            ]
-        )
+        at, mine = 1_800_000_000.0 + i, Source(f"eth{i % 3}", "/var/log/desy")
+        batch = [
+            Classified(at, "5", record(agent, src=f"10.1.{i % 250}.{n}"), ATTACK, mine)
+            for n in range(20)
+        ]
+        store.write([*batch, Classified(at, "5", record("shared"), ATTACK, shared)])
 
 
 def test_several_writers_at_once_lose_nothing(store_url):
     store = ready_store(store_url)
     context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=_writer, args=(store_url, f"agent{k}", 50)) for k in range(4)]
+    barrier = context.Barrier(4)
+    writers = [
+        context.Process(target=_writer, args=(store_url, f"agent{k}", 50, barrier))
+        for k in range(4)
+    ]
     for process in writers:
         process.start()
     for process in writers:
         process.join(120)
         assert process.exitcode == 0
-    assert store.alert_count() == 4 * 50 * 20
+    assert store.alert_count() == 4 * 50 * 21
     with store.engine.connect() as connection:
-        assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == 4000
-        assert connection.execute(select(func.count()).select_from(agents)).scalar_one() == 4
+        assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == 4200
+        assert connection.execute(select(func.count()).select_from(agents)).scalar_one() == 5
+        # each writer's 3 sources, and the shared one that all four stored at the same moment
+        assert connection.scalar(select(func.count()).select_from(sources)) == 4 * 3 + 1
+        assert not connection.scalar(
+            select(func.count()).select_from(alerts).where(alerts.c.source_id.is_(None))
+        )
 
 
 def test_the_recorder_writes_every_queued_verdict_at_close(store_url):
