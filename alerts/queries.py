@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -286,44 +287,52 @@ def act(
 
 def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10) -> dict[str, Any]:
     """Alerts over time per category (in `buckets` equal steps of the filtered time range) and
-    the top sources, destinations and services."""
+    the top sources, destinations and services. The four aggregations each read every alert in
+    range, so they run at once, each on its own connection (the drivers let go of the GIL
+    while the database works): on 2 cores, half the time of running them in turn."""
     c = alerts.c
     where = filters.conditions()
     with engine.connect() as connection:
         first, last = connection.execute(
             select(func.min(c.received_at), func.max(c.received_at)).where(*where)
         ).one()
-        result: dict[str, Any] = {"timeline": [], "step": 0.0}
-        if first is not None:
-            start = filters.since or first  # since 0: all alerts, from the first
-            step = max(60.0, ((filters.until or last + 1) - start) / buckets)
-            bucket = func.floor((c.received_at - start) / step).label("bucket")
-            rows = connection.execute(
-                select(bucket, c.category, func.count())
-                .where(*where)
-                .group_by(bucket, c.category)
-                .order_by(bucket)
-            )
-            result |= {
-                "start": start,
-                "step": step,
-                "buckets": buckets,
-                "timeline": [(start + int(b) * step, category, n) for b, category, n in rows],
-            }
+    queries: dict[str, Any] = {
+        name: select(column, func.count().label("n"))
+        .where(*where)
+        .group_by(column)
+        .order_by(func.count().desc(), column)
+        .limit(top)
         for name, column in (
             ("sources", c.src_ip),
             ("destinations", c.dst_ip),
             ("services", c.service),
-        ):
-            query = (
-                select(column, func.count().label("n"))
-                .where(*where)
-                .group_by(column)
-                .order_by(func.count().desc(), column)
-                .limit(top)
-            )
-            result[name] = [tuple(row) for row in connection.execute(query)]
-    return result
+        )
+    }
+    result: dict[str, Any] = {"timeline": [], "step": 0.0}
+    if first is not None:
+        start = filters.since or first  # since 0: all alerts, from the first
+        step = max(60.0, ((filters.until or last + 1) - start) / buckets)
+        bucket = func.floor((c.received_at - start) / step).label("bucket")
+        queries["timeline"] = (
+            select(bucket, c.category, func.count())
+            .where(*where)
+            .group_by(bucket, c.category)
+            .order_by(bucket)
+        )
+        result |= {"start": start, "step": step, "buckets": buckets}
+
+    def rows(query: Any) -> list[tuple]:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
+
+    with ThreadPoolExecutor(len(queries)) as pool:
+        answers = dict(zip(queries, pool.map(rows, queries.values()), strict=True))
+    if "timeline" in answers:
+        result["timeline"] = [
+            (result["start"] + int(b) * result["step"], category, n)
+            for b, category, n in answers.pop("timeline")
+        ]
+    return result | answers
 
 
 def agent_sources(engine: Engine, agent_ids: set[str]) -> dict[str, dict[str, Any]]:
