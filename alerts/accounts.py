@@ -12,7 +12,7 @@ import threading
 import time
 from functools import cache
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from alerts.tables import sessions, users
@@ -135,16 +135,12 @@ def _session_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def start_session(engine: Engine, name: str, checked: str) -> str | None:
-    """A new session for an account whose password hash is still the one checked: the cookie
-    value (only its hash is kept); None if the account was removed or its password changed.
-    (The account's row is locked until the session is in, on PostgreSQL; on SQLite a change
-    since the read fails the write.)"""
+def start_session(engine: Engine, name: str, checked: str) -> str:
+    """A new session for an account, signed in with the password hash checked: the cookie value
+    (only its hash is kept). It lasts while the account keeps that hash: a new password or a
+    removal ends it, even one that came between the check and now."""
     value, now = secrets.token_urlsafe(32), time.time()
-    current = select(users.c.password_scrypt).where(users.c.name == name).with_for_update()
     with engine.begin() as connection:
-        if connection.scalar(current) != checked:
-            return None
         connection.execute(delete(sessions).where(sessions.c.expires_at < now))
         connection.execute(
             insert(sessions),
@@ -152,17 +148,22 @@ def start_session(engine: Engine, name: str, checked: str) -> str | None:
                 "id_sha256": _session_hash(value),
                 "user_name": name,
                 "expires_at": now + SESSION_SECONDS,
+                "password_scrypt": checked,
             },
         )
     return value
 
 
 def session_user(engine: Engine, value: str) -> str | None:
-    """The account a session cookie signs in, or None (unknown, expired, account removed)."""
+    """The account a session cookie signs in, or None (unknown, expired, account removed or
+    given a new password)."""
+    signed_in = and_(
+        sessions.c.user_name == users.c.name, sessions.c.password_scrypt == users.c.password_scrypt
+    )
     with engine.connect() as connection:
         return connection.scalar(
             select(users.c.name)
-            .join(sessions, sessions.c.user_name == users.c.name)
+            .join(sessions, signed_in)
             .where(
                 sessions.c.id_sha256 == _session_hash(value), sessions.c.expires_at > time.time()
             )

@@ -20,7 +20,10 @@ def address_key(text: str) -> bytes | None:
 
 
 def network_range(text: str) -> tuple[bytes, bytes]:
-    """(first, last) keys of an address or CIDR (e.g. 10.0.0.0/8); ValueError if it is neither."""
+    """(first, last) keys of an address or CIDR (e.g. 10.0.0.0/8); ValueError if it is neither
+    (or has an IPv6 scope id, free text that Python's parser would take)."""
+    if "%" in text:
+        raise ValueError(f"{text!r}: no scope ids")
     network = ipaddress.ip_network(text.strip(), strict=False)
     prefix = _V4_MAPPED if network.version == 4 else b""
     return prefix + network.network_address.packed, prefix + network.broadcast_address.packed

@@ -160,11 +160,13 @@ users = Table(
     Column("created_at", Float, nullable=False),
 )
 
-#: Dashboard sign-ins: the SHA-256 of the session cookie's value, whose it is, until when.
+#: Dashboard sign-ins: the SHA-256 of the session cookie's value, whose it is, until when, and
+#: the password hash it was signed in with (a new password, or a removed account, ends it).
 sessions = Table(
     "sessions",
     metadata,
     Column("id_sha256", String(64), primary_key=True),
     Column("user_name", String(64), nullable=False),
     Column("expires_at", Float, nullable=False),
+    Column("password_scrypt", String(160), nullable=False),
 )

@@ -18,6 +18,7 @@ import logging
 import secrets
 import shlex
 import time
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,10 +337,12 @@ Analyst = Annotated[str, Depends(current_user)]
 
 
 def plain(name: str, value: str | None, limit: int) -> str | None:
-    """A text field as given; BadQuery if longer than the store keeps or not printable (a NUL
-    byte, a control character: no database stores the first, no analyst types either)."""
-    if value and (len(value) > limit or not value.isprintable()):
-        raise BadQuery(f"{name} must be at most {limit} printable characters")
+    """A text field as given; BadQuery if longer than the store keeps or with a control
+    character (a NUL byte, which no database stores, and the like: no analyst types them)."""
+    if value and len(value) > limit:
+        raise BadQuery(f"{name} must be at most {limit} characters")
+    if value and any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in value):
+        raise BadQuery(f"{name} must not hold control characters")
     return value
 
 

@@ -77,12 +77,14 @@ def test_sessions_end_on_sign_out_expiry_new_password_and_removal(engine, monkey
     assert accounts.session_user(engine, bobs) == "bob"
     accounts.remove_user(engine, "bob")
     assert accounts.session_user(engine, bobs) is None
-    # a sign-in checked before its account was removed or given a new password starts nothing
-    assert accounts.start_session(engine, "bob", "scrypt$the hash once checked") is None
-    assert accounts.start_session(engine, "alice", alices) is None
+    # a sign-in checked before its account was removed or given a new password signs in nobody
+    late = accounts.start_session(engine, "alice", alices)
+    assert accounts.session_user(engine, late) is None
+    accounts.add_user(engine, "bob", "correct horse stapler")  # the name again: a new account
+    assert accounts.session_user(engine, bobs) is None
     for missing in (
-        lambda: accounts.remove_user(engine, "bob"),
-        lambda: accounts.set_password(engine, "bob", "another long one"),
+        lambda: accounts.remove_user(engine, "carol"),
+        lambda: accounts.set_password(engine, "carol", "another long one"),
     ):
         with pytest.raises(AccountError, match="no user"):
             missing()

@@ -281,9 +281,13 @@ def test_several_writers_at_once_lose_nothing(store_url):
     ]
     for process in writers:
         process.start()
-    for process in writers:
-        process.join(120)
-        assert process.exitcode == 0
+    try:
+        for process in writers:
+            process.join(120)
+            assert process.exitcode == 0
+    finally:
+        for process in writers:
+            process.kill()
     assert store.alert_count() == 4 * 50 * 21
     with store.engine.connect() as connection:
         assert connection.execute(select(func.sum(verdict_counts.c.flows))).scalar_one() == 4200

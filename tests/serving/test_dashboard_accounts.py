@@ -51,7 +51,10 @@ def running_dashboard(store: str, log: Path, *argv: str, env: dict | None = None
     )
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 120
+        while True:
+            assert web.poll() is None, f"the dashboard exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "the dashboard did not answer in 120 s"
             try:
                 httpx.get(f"{url}/login", verify=False)
                 break

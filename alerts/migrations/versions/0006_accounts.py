@@ -1,5 +1,5 @@
 """Analysts' accounts (name, scrypt hash of the password) and their dashboard sessions (the
-SHA-256 of the cookie's value, the account, the expiry).
+SHA-256 of the cookie's value, the account, the expiry, the password hash it signed in with).
 
 Revision ID: 0006
 Revises: 0005
@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("id_sha256", sa.String(64), primary_key=True),
         sa.Column("user_name", sa.String(64), nullable=False),
         sa.Column("expires_at", sa.Float, nullable=False),
+        sa.Column("password_scrypt", sa.String(160), nullable=False),
     )
 
 
