@@ -60,13 +60,19 @@ def _nobody() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
+def _new_password(given: str | None) -> str:
+    """The password given (refused if short), or a new random one."""
+    password = given or secrets.token_urlsafe(18)
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
 def add_user(engine: Engine, name: str, password: str | None = None) -> str:
     """Create an account; returns its password (a new random one unless given)."""
     if not USER_NAME.fullmatch(name):
         raise AccountError(f"user name {name!r}: letters, digits, '.', '_', '@', '-', at most 64")
-    password = password or secrets.token_urlsafe(18)
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+    password = _new_password(password)
     row = {"name": name, "password_scrypt": hash_password(password), "created_at": time.time()}
     try:
         with engine.begin() as connection:
@@ -78,9 +84,7 @@ def add_user(engine: Engine, name: str, password: str | None = None) -> str:
 
 def set_password(engine: Engine, name: str, password: str | None = None) -> str:
     """A new password for an account (a random one unless given); its sessions end."""
-    password = password or secrets.token_urlsafe(18)
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+    password = _new_password(password)
     with engine.begin() as connection:
         changed = connection.execute(
             update(users)

@@ -397,18 +397,25 @@ def _password(from_stdin: bool) -> str | None:
     return password
 
 
+def _on_accounts(store_url: str | None, action: Any, *args: Any) -> Any:
+    """action(engine, *args) on the store's accounts; a refusal exits with its reason."""
+    from alerts.accounts import AccountError
+
+    try:
+        return action(_accounts_engine(store_url), *args)
+    except AccountError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 @users.command("add")
 def users_add(
     name: UserName, password_stdin: PasswordStdin = False, store_url: StoreUrl = None
 ) -> None:
     """Add an analyst; from then on the dashboard signs every analyst in with their own account."""
-    from alerts.accounts import AccountError, add_user
+    from alerts.accounts import add_user
 
-    try:
-        password = add_user(_accounts_engine(store_url), name, _password(password_stdin))
-    except AccountError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    password = _on_accounts(store_url, add_user, name, _password(password_stdin))
     typer.echo(f"analyst {name} added", err=True)
     if not password_stdin:
         typer.echo(f"password (shown once, only its hash is kept): {password}")
@@ -419,13 +426,9 @@ def users_password(
     name: UserName, password_stdin: PasswordStdin = False, store_url: StoreUrl = None
 ) -> None:
     """Give an analyst a new password; their sessions end."""
-    from alerts.accounts import AccountError, set_password
+    from alerts.accounts import set_password
 
-    try:
-        password = set_password(_accounts_engine(store_url), name, _password(password_stdin))
-    except AccountError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    password = _on_accounts(store_url, set_password, name, _password(password_stdin))
     if not password_stdin:
         typer.echo(f"new password (shown once): {password}")
 
@@ -433,13 +436,9 @@ def users_password(
 @users.command("remove")
 def users_remove(name: UserName, store_url: StoreUrl = None) -> None:
     """Remove an analyst and end their sessions (what they did stays in the audit trail)."""
-    from alerts.accounts import AccountError, remove_user
+    from alerts.accounts import remove_user
 
-    try:
-        remove_user(_accounts_engine(store_url), name)
-    except AccountError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    _on_accounts(store_url, remove_user, name)
     typer.echo(f"analyst {name} removed", err=True)
 
 
