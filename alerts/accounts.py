@@ -32,7 +32,7 @@ class AccountError(ValueError):
 
 
 def hash_password(password: str) -> str:
-    """ "scrypt$N$r$p$salt$hash", hex, with a new random salt."""
+    """The stored form of a password: scrypt$N$r$p$salt$hash (hex), with a new random salt."""
     salt = secrets.token_bytes(16)
     digest = _scrypt(password, salt, _N, _R, _P)
     return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
