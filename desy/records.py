@@ -18,6 +18,10 @@ CLASSIFY_PATH: Final[str] = "/classify"
 #: Request headers in which an agent says where it captures (percent-encoded): its interface or
 #: pcap file, and its log directory (for `desy-agent pcap-slice` on its host).
 SOURCE_HEADERS: Final[tuple[str, str]] = ("X-Desy-Capture", "X-Desy-Log-Dir")
+#: Request header naming a batch of records (1-64 characters: letters, digits, `.`, `_`, `-`),
+#: the same each time the agent resends it: the alert store keeps a batch's verdicts once.
+BATCH_HEADER: Final[str] = "X-Desy-Batch"
+BATCH_ID_PATTERN: Final[str] = r"[A-Za-z0-9._-]{1,64}"
 
 #: Record fields that are not model inputs, and their kinds: the connection's endpoints and times
 #: (originator first; ports are 0 for ICMP) and the agent that saw it.
