@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from capture_agent.client import ClassifyClient, Orphaned, Sender, Spool
+from capture_agent.client import ClassifyClient, Orphaned, SendCounters, Sender, Spool
 from capture_agent.extractor import Extractor
 from capture_agent.logs import FlowLogs, PcapLog, private_dir
 from capture_agent.pcap import CaptureFileError
@@ -31,6 +31,7 @@ log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
 PR_SET_PDEATHSIG = 1  # prctl(2)
 ROWS_PER_MESSAGE = 256  # rows sent to the sender process at a time (or every 0.2 s)
+REPORT_GRACE = 120.0  # seconds past the drain timeout the sender has to report at exit
 
 
 @dataclass
@@ -51,32 +52,40 @@ class RunConfig:
 
 
 def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
-    """The sender process: classify rows from inbox, log verdicts, report counters on results."""
+    """The sender process: classify rows from inbox, log verdicts, report counters on results
+    (also when it fails: then with sender_error)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent(parent=os.getppid())
-    flow_logs = FlowLogs(config.log_dir)
-    client = ClassifyClient(
-        config.server,
-        config.token,
-        ca_cert=config.ca_cert,
-        source=(config.capture, str(config.log_dir.resolve())),
-    )
-    sender = Sender(
-        client,
-        Spool(config.log_dir / "spool", config.spool_max_bytes),
-        flow_logs.write_batch,
-        inbox,
-        config.agent_id,
-        config.batch_size,
-        config.batch_interval,
-    )
+    counters, flow_logs, client = SendCounters(), None, None
     try:
-        counters = sender.run(config.drain_timeout)
+        flow_logs = FlowLogs(config.log_dir)
+        client = ClassifyClient(
+            config.server,
+            config.token,
+            ca_cert=config.ca_cert,
+            source=(config.capture, str(config.log_dir.resolve())),
+        )
+        sender = Sender(
+            client,
+            Spool(config.log_dir / "spool", config.spool_max_bytes),
+            flow_logs.write_batch,
+            inbox,
+            config.agent_id,
+            config.batch_size,
+            config.batch_interval,
+        )
+        counters = sender.counters
+        sender.run(config.drain_timeout)
+    except Exception as err:  # noqa: BLE001 (whatever it is, the agent must hear of it)
+        counters.sender_error = f"{type(err).__name__}: {err}"
+        log.error("the sender failed: %s", counters.sender_error)
     finally:
-        flow_logs.close()
-        client.close()
-    results.send(asdict(counters))
+        if flow_logs is not None:
+            flow_logs.close()
+        if client is not None:
+            client.close()
+    results.send(asdict(counters) | (flow_logs.lost() if flow_logs else {}))
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -118,7 +127,8 @@ class Agent:
         )
         self.pending: list[tuple] = []
         self.sent_at = time.monotonic()
-        self.send_counters: dict[str, int] = {}
+        self.send_counters: dict[str, Any] = {}
+        self.sender_gone = False
         self.pcap_log: PcapLog | None = None
 
     def stop(self) -> None:
@@ -131,7 +141,7 @@ class Agent:
             target=self._read, args=(source,), name="desy-reader", daemon=True
         )
         reader.start()
-        last_tick = last_report = time.monotonic()
+        last_tick = last_check = last_report = time.monotonic()
         while not (self.reader_done.is_set() and self.frames.empty()):
             try:
                 frame, linktype, ts = self.frames.get(timeout=0.2)
@@ -145,6 +155,9 @@ class Agent:
                 self._emit(self.extractor.tick(time.time()))
             if self.pending and now - self.sent_at >= 0.2:
                 self._flush()
+            if now - last_check >= 1.0:
+                last_check = now
+                self._check_sender()
             if now - last_report >= REPORT_INTERVAL:
                 last_report = now
                 self._report()
@@ -153,14 +166,46 @@ class Agent:
         reader.join()
         if self.pcap_log:
             self.pcap_log.close()
-        self.outbox.put(None)
-        self.send_counters = (
-            self.results.recv() if self.results.poll(self.config.drain_timeout + 120) else {}
-        )
-        self.sender.join(timeout=30)
-        if not self.send_counters:
-            log.error("the sender process did not report; see its messages above")
+        self._hand(None)
+        self.send_counters = self._report_of_sender()
         return self.summary()
+
+    def _hand(self, item: list[tuple] | None) -> None:
+        """Put item in the sender's inbox, waiting while the sender is alive and behind."""
+        while not self.sender_gone:
+            try:
+                self.outbox.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self._check_sender()
+
+    def _check_sender(self) -> None:
+        """If the sender process has ended, stop the capture: what it did not take is lost."""
+        if self.sender_gone or self.sender.is_alive():
+            return
+        self.sender_gone = True
+        self.outbox.cancel_join_thread()  # nobody reads it: do not wait on it at exit
+        log.error("the sender process has stopped: ending the run (flows not sent are lost)")
+        self.stop()
+
+    def _report_of_sender(self) -> dict[str, Any]:
+        """The sender's counters once it has drained (it is killed if it does not report in
+        time), {} if it ended without reporting."""
+        deadline = time.monotonic() + self.config.drain_timeout + REPORT_GRACE
+        while time.monotonic() < deadline:
+            if self.results.poll(0.5):
+                report = self.results.recv()
+                self.sender.join(timeout=30)
+                return report
+            if not self.sender.is_alive() and not self.results.poll(0):
+                log.error(
+                    "the sender process ended (code %s) without reporting", self.sender.exitcode
+                )
+                return {}
+        log.error("the sender process did not report in time: stopping it")
+        self.sender.kill()
+        self.sender.join(timeout=30)
+        return {}
 
     def _read(self, source: Iterator[tuple[bytes, int, float]]) -> None:
         try:
@@ -205,7 +250,7 @@ class Agent:
     def _flush(self) -> None:
         """Hand the pending rows to the sender process (waits if it is far behind)."""
         if self.pending:
-            self.outbox.put(self.pending)
+            self._hand(self.pending)
             self.pending = []
         self.sent_at = time.monotonic()
 
@@ -214,5 +259,9 @@ class Agent:
         counters.pop("malformed_reasons")
         counters["packets_queue_dropped"] = self.queue_dropped
         counters["packets_written_pcap"] = self.pcap_log.written_all if self.pcap_log else 0
+        counters["packets_not_logged"] = self.pcap_log.lost_all if self.pcap_log else 0
         counters["capture_error"] = self.capture_error
-        return counters | self.send_counters
+        send = dict(self.send_counters)
+        if send:  # connections the sender never took are lost
+            send["flows_lost"] += counters["connections_emitted"] - send["flows_received"]
+        return counters | send

@@ -170,9 +170,7 @@ def run(
     if (iface is None) == (pcap is None):
         typer.echo("error: give exactly one of --iface or --pcap", err=True)
         raise typer.Exit(2)
-    token = (
-        token_file.read_text().strip() if token_file else os.environ.get("DESY_API_TOKEN") or None
-    )
+    token = read_token(token_file)
     if token and not insecure and not _private_url(server):
         typer.echo(
             f"error: refusing to send the token in clear text to {server}: use https:// (with --ca-cert for "
@@ -223,18 +221,56 @@ def run(
             capture.close()
     counters["packets_kernel_dropped"] = capture.kernel_dropped if capture else 0
     typer.echo(_summary_text(counters), err=True)
-    with private_file(log_dir / "summary.json", "w") as out:
-        out.write(json.dumps(counters, indent=2) + "\n")
-    problems = run_problems(counters, spool_mb)
+    problems = run_problems(counters, spool_mb) + write_summary(log_dir, counters)
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:
         raise typer.Exit(1)
 
 
+def read_token(token_file: Path | None) -> str | None:
+    """The bearer token from token_file (surrounding whitespace dropped) or DESY_API_TOKEN; exits
+    2 when it cannot be one (empty file, not ASCII, inner whitespace or control characters)."""
+    if token_file is None:
+        token, where = os.environ.get("DESY_API_TOKEN") or None, "DESY_API_TOKEN"
+        if token is None:
+            return None
+    else:
+        try:
+            token, where = token_file.read_bytes().decode("ascii").strip(), str(token_file)
+        except (OSError, UnicodeDecodeError) as err:
+            typer.echo(f"error: cannot read a token from {token_file}: {err}", err=True)
+            raise typer.Exit(2) from None
+        if not token:
+            typer.echo(f"error: the token file {token_file} is empty", err=True)
+            raise typer.Exit(2)
+    if not all("!" <= char <= "~" for char in token):
+        typer.echo(
+            f"error: the token in {where} holds a character no token has (only printable ASCII "
+            "without spaces or line breaks)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return token
+
+
+def write_summary(log_dir: Path, counters: dict) -> list[str]:
+    """Write summary.json whole (or not at all: a stale one is removed); the problem if it fails."""
+    path, tmp = log_dir / "summary.json", log_dir / ".summary.json.tmp"
+    try:
+        with private_file(tmp, "w") as out:
+            out.write(json.dumps(counters, indent=2) + "\n")
+        tmp.rename(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        return [f"cannot write {path}: {err}"]
+    return []
+
+
 def run_problems(counters: dict, spool_mb: int) -> list[str]:
-    """Why a run failed: the capture could not be read, the server refused the agent, or flows
-    were lost or rejected."""
+    """Why a run failed: the capture could not be read, the server refused the agent, the
+    sender failed, flows were lost or rejected, or logs could not be written."""
     problems = []
     if counters.get("capture_error"):
         problems.append(counters["capture_error"])
@@ -242,17 +278,40 @@ def run_problems(counters: dict, spool_mb: int) -> list[str]:
         problems.append(
             f"{counters['refused']}; {counters.get('flows_spooled', 0)} flows wait in the spool"
         )
+    if counters.get("sender_error"):
+        problems.append(f"the sender process failed: {counters['sender_error']}")
     if counters.get("flows_lost"):
-        problems.append(
-            f"{counters['flows_lost']} flows lost because the spool limit ({spool_mb} MiB) was hit"
+        why = (
+            f"the spool could not be written ({counters['spool_error']})"
+            if counters.get("spool_error")
+            else "the sender process failed"
+            if counters.get("sender_error")
+            else f"the spool limit ({spool_mb} MiB) was hit"
         )
+        problems.append(f"{counters['flows_lost']} flows lost because {why}")
     if counters.get("flows_rejected"):
         problems.append(
             f"{counters['flows_rejected']} flows rejected by the server (see the log above)"
         )
+    if counters.get("spool_files_corrupt"):
+        problems.append(
+            f"{counters['spool_files_corrupt']} unreadable spool files set aside as "
+            "spool/*.corrupt: their flows were not sent"
+        )
+    for key, what in LOG_COUNTERS.items():
+        if counters.get(key):
+            problems.append(f"{counters[key]} {what} (see the log above)")
     if not counters.get("capture_error") and "flows_classified" not in counters:
         problems.append("the sender process did not report")
     return problems
+
+
+#: Summary counters of what could not be logged, and what they mean.
+LOG_COUNTERS = {
+    "packets_not_logged": "packets not written to capture.pcap",
+    "flows_not_logged_jsonl": "flows not written to flows.jsonl",
+    "flows_not_logged_txt": "flows not written to traffic.txt",
+}
 
 
 def _private_url(url: str) -> bool:

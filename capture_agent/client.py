@@ -1,23 +1,29 @@
 """Sending flow records to the model server: batches, a disk spool and retries.
 
-Contract: POST {server}/classify with `Authorization: Bearer <token>` and {"flows": [record, ...]};
-the answer is {"model_version": "...", "results": [verdict, ...]} in request order (records and
-verdicts: desy.records). Batches that cannot be classified (server unreachable, 5xx, 429) are written to
-the spool directory and retried with exponential backoff; nothing is dropped unless the spool is
-full, and then the drop is counted and logged. When the server rejects records (400), only those
-are dropped (named by the server, else found by halving the batch), logged and counted. When it
-refuses the agent (401/403) or its certificate cannot be verified, sending stops and every batch
-is spooled for a later run: the run fails.
+Contract: POST {server}/classify with `Authorization: Bearer <token>`, the batch's id in
+BATCH_HEADER and {"flows": [record, ...]}; the answer is {"model_version": "...", "results":
+[verdict, ...]} in request order (records and verdicts: desy.records). Every batch gets an id when
+it is formed, kept with it in the spool and sent with every attempt, so that the server stores a
+resent batch once; the parts of a batch split after a 400 get ids derived from it (child_id).
+Batches that cannot be classified (server unreachable, 5xx, 429) are written to the spool
+directory and retried with exponential backoff (at least the server's Retry-After); nothing is
+dropped unless the spool is full or cannot be written, and then the drop is counted and logged.
+When the server rejects records (400), only those are dropped (named by the server, else found by
+halving the batch), logged and counted. When it refuses the agent (401/403) or its certificate
+cannot be verified, sending stops and every batch is spooled for a later run: the run fails.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import queue
+import re
 import ssl
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +32,31 @@ from urllib.parse import quote
 
 import httpx
 
-from desy.records import CLASSIFY_PATH, SOURCE_HEADERS, Record, Verdict, record
+from desy.records import (
+    BATCH_HEADER,
+    BATCH_ID_PATTERN,
+    CLASSIFY_PATH,
+    SOURCE_HEADERS,
+    Record,
+    Verdict,
+    record,
+)
 
 log = logging.getLogger("desy.agent.client")
+BATCH_FILE = re.compile(r"batch-(\d+)\.json")
+MAX_ID = 64  # characters in a batch id (BATCH_ID_PATTERN)
+
+
+def new_batch_id() -> str:
+    """The id of a newly formed batch."""
+    return uuid.uuid4().hex
+
+
+def child_id(parent: str, suffix: str) -> str:
+    """The id of a part of batch `parent` (suffix ".0"/".1": its halves, ".v": it less the records
+    the server rejected): the same each time, and hashed when it would pass 64 characters."""
+    child = parent + suffix
+    return child if len(child) <= MAX_ID else hashlib.sha256(child.encode()).hexdigest()[:32]
 
 
 class ServerError(RuntimeError):
@@ -57,23 +85,35 @@ class Refused(RuntimeError):
 class SendCounters:
     """What happened to the flows, reported at exit."""
 
+    flows_received: int = 0  # from the capture, this run
+    flows_spooled_before: int = 0  # waiting in the spool at start (from an earlier run)
+    # received + spooled_before = classified + spooled + rejected + lost
     flows_classified: int = 0
     flows_spooled: int = 0  # put in the spool; at exit, those still waiting there
-    flows_lost: int = 0  # dropped because the spool was full
+    flows_lost: int = 0  # the spool was full or could not be written, or the sender failed
     flows_rejected: int = 0  # refused by the server as invalid (400)
+    spool_files_corrupt: int = 0  # unreadable spool files, renamed *.corrupt (flows not sent)
     batches_sent: int = 0
     send_failures: int = 0  # server unreachable, or a 5xx or 429 answer
     refused: str = ""  # why the server refused this agent, if it did
+    spool_error: str = ""  # why the spool could not be written, if it could not
+    sender_error: str = ""  # the error that stopped the sender, if one did
+
+    def residual(self) -> int:
+        """Flows received or spooled before that are in no other count."""
+        accounted = self.flows_classified + self.flows_spooled + self.flows_rejected
+        return self.flows_received + self.flows_spooled_before - accounted - self.flows_lost
 
 
 class ClassifyClient:
-    """Thin httpx client for POST CLASSIFY_PATH."""
+    """Thin httpx client for POST CLASSIFY_PATH. The timeout stays well above the few seconds the
+    server may wait for its store to commit a batch before answering."""
 
     def __init__(
         self,
         server: str,
         token: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = 15.0,
         ca_cert: Path | None = None,
         source: tuple[str, str] | None = None,
     ) -> None:
@@ -89,14 +129,16 @@ class ClassifyClient:
             base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify
         )
 
-    def classify(self, flows: list[Record]) -> list[Verdict]:
+    def classify(self, flows: list[Record], batch_id: str) -> list[Verdict]:
         """Verdicts in request order, each with the model version that gave it added.
 
         Raises httpx.TransportError / httpx.HTTPStatusError (retryable: 5xx, 429), Refused,
         BadRecords or ServerError.
         """
         try:
-            response = self.http.post(CLASSIFY_PATH, json={"flows": flows})
+            response = self.http.post(
+                CLASSIFY_PATH, json={"flows": flows}, headers={BATCH_HEADER: batch_id}
+            )
         except httpx.TransportError as err:
             if _certificate_error(err):
                 raise Refused(f"cannot verify the server's certificate: {err}") from None
@@ -110,14 +152,18 @@ class ClassifyClient:
             raise _bad_records(response)
         if status != 200:
             raise ServerError(f"server refused the batch: HTTP {status}: {response.text[:300]}")
-        body = response.json()
-        results = body.get("results")
-        if not isinstance(results, list) or len(results) != len(flows):
+        try:
+            body = response.json()
+            results = body["results"]
+            version = str(body.get("model_version", ""))
+            verdicts = [dict(result, model_version=version) for result in results]
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise ServerError(
-                f"server answered {len(results or [])} results for {len(flows)} flows"
-            )
-        version = str(body.get("model_version", ""))
-        return [dict(result, model_version=version) for result in results]
+                f"server answered HTTP 200 without verdicts: {response.text[:300]}"
+            ) from None
+        if len(verdicts) != len(flows):
+            raise ServerError(f"server answered {len(verdicts)} results for {len(flows)} flows")
+        return verdicts
 
     def close(self) -> None:
         self.http.close()
@@ -144,17 +190,25 @@ def _bad_records(response: httpx.Response) -> ServerError:
 
 
 class Spool:
-    """Batches waiting for the server, one JSON file each, bounded in total bytes."""
+    """Batches waiting for the server, one JSON file each ({"id": ..., "flows": [...]}), bounded
+    in total bytes. A file that cannot be read as a batch (what a power loss can leave) is renamed
+    *.corrupt, counted and logged, and the spool goes on without it."""
 
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.corrupt = 0
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)  # batches hold what the network said
-        self.sequence = max((int(p.stem.split("-")[1]) for p in self._files()), default=0)
+        for partial in directory.glob(".batch-*.tmp"):  # a write cut short by a crash
+            partial.unlink(missing_ok=True)
+        self.sequence = max((_number(p) for p in self._files()), default=0)
 
     def _files(self) -> list[Path]:
-        return sorted(self.directory.glob("batch-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+        return sorted(
+            (p for p in self.directory.glob("batch-*.json") if BATCH_FILE.fullmatch(p.name)),
+            key=_number,
+        )
 
     def size(self) -> int:
         return sum(p.stat().st_size for p in self._files())
@@ -165,27 +219,72 @@ class Spool:
 
     def flow_count(self) -> int:
         """Number of flows waiting."""
-        return sum(len(json.loads(p.read_bytes())["flows"]) for p in self._files())
+        return sum(len(batch[1]) for batch in map(self.load, self._files()) if batch)
 
-    def put(self, flows: list[Record]) -> bool:
-        """Store a batch; False (nothing written) when it would pass the size limit."""
-        data = json.dumps({"flows": flows}, separators=(",", ":")).encode()
+    def put(self, batch_id: str, flows: list[Record]) -> bool:
+        """Store a batch; False (nothing written) when it would pass the size limit. Raises
+        OSError when it cannot be written (nothing is left behind)."""
+        data = json.dumps({"id": batch_id, "flows": flows}, separators=(",", ":")).encode()
         if self.size() + len(data) > self.max_bytes:
             return False
         self.sequence += 1
         tmp = self.directory / f".batch-{self.sequence}.tmp"
-        with os.fdopen(
-            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb"
-        ) as out:
-            out.write(data)
-        tmp.rename(self.directory / f"batch-{self.sequence}.json")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())  # complete on disk before it is named a batch
+            tmp.rename(self.directory / f"batch-{self.sequence}.json")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return True
 
-    def oldest(self) -> tuple[Path, list[Record]] | None:
-        files = self._files()
-        if not files:
+    def load(self, path: Path) -> tuple[str, list[Record]] | None:
+        """(id, flows) of a spooled batch; None if it is unreadable (then quarantined). A batch
+        spooled by an agent before batch ids gets one from its content: the same at every read."""
+        try:
+            data = path.read_bytes()
+            body = json.loads(data)
+            flows, batch_id = body["flows"], body.get("id")
+            if not isinstance(flows, list) or not all(isinstance(f, dict) for f in flows):
+                raise ValueError("flows is not a list of records")
+            if batch_id is None:
+                batch_id = hashlib.sha256(data).hexdigest()[:32]
+            if not isinstance(batch_id, str) or not re.fullmatch(BATCH_ID_PATTERN, batch_id):
+                raise ValueError("not a batch id")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            self._quarantine(path, err)
             return None
-        return files[0], json.loads(files[0].read_bytes())["flows"]
+        return batch_id, flows
+
+    def _quarantine(self, path: Path, err: Exception) -> None:
+        corrupt = path.with_name(path.name + ".corrupt")
+        path.rename(corrupt)
+        self.corrupt += 1
+        log.error(
+            "spool file %s is not a readable batch (%s): renamed %s, its flows are not sent",
+            path.name,
+            err,
+            corrupt.name,
+        )
+
+    def oldest(self) -> tuple[Path, str, list[Record]] | None:
+        """The oldest readable batch: (file, id, flows)."""
+        for path in self._files():
+            batch = self.load(path)
+            if batch is not None:
+                return path, *batch
+        return None
+
+
+def _number(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
+#: A batch's classified records and their verdicts, and the records the server rejected.
+Classified = tuple[list[Record], list[Verdict], list[Record]]
 
 
 class Sender:
@@ -218,9 +317,12 @@ class Sender:
     def run(self, drain_timeout: float) -> SendCounters:
         """Until the None sentinel: batch, send, spool and retry; then keep retrying the spool for
         drain_timeout seconds. Returns the counters. If the main process dies (Orphaned is
-        raised, see capture_agent.agent), the flows in hand are spooled for the next start."""
+        raised, see capture_agent.agent), the flows in hand are spooled for the next start; if
+        anything fails, they are spooled if they can be, the rest counted as lost."""
         self.batch: list[Record] = []
+        c = self.counters
         try:
+            c.flows_spooled_before = self.spool.flow_count()
             self._collect()
             if self.batch:
                 self._send(self.batch)
@@ -230,10 +332,16 @@ class Sender:
             log.error(
                 "the agent's main process is gone: spooling %d flows and stopping", len(self.batch)
             )
-            if self.batch:
-                self._to_spool(self.batch)
-        self.counters.flows_spooled = self.spool.flow_count()
-        return self.counters
+            self._to_spool(self.batch)
+        except Exception as err:
+            c.sender_error = f"{type(err).__name__}: {err}"
+            log.exception("the sender failed: spooling %d flows and stopping", len(self.batch))
+            self._to_spool(self.batch)
+        c.flows_spooled = self.spool.flow_count()
+        c.spool_files_corrupt = self.spool.corrupt
+        if c.sender_error:
+            c.flows_lost += max(0, c.residual())
+        return c
 
     def _collect(self) -> None:
         """Batch rows from the inbox until the None sentinel, sending full or old batches."""
@@ -250,6 +358,7 @@ class Sender:
                 return
             if item and not self.batch:
                 started = time.monotonic()
+            self.counters.flows_received += len(item)
             self.batch.extend(record(row, agent_id) for row in item)
             while len(self.batch) >= self.batch_size:
                 self._send(self.batch[: self.batch_size])
@@ -260,53 +369,60 @@ class Sender:
             self._retry_spool()
 
     def _send(self, batch: list[Record]) -> None:
+        """Classify a newly formed batch (under a new id), or spool it."""
+        batch_id = new_batch_id()
         if self.counters.refused or self.spool.pending() or time.monotonic() < self.retry_at:
-            self._to_spool(batch)  # keep order: older spooled batches go first
+            self._to_spool(batch, batch_id)  # keep order: older spooled batches go first
             return
         try:
-            records, verdicts = self._classify(batch)
+            classified = self._classify(batch_id, batch)
         except (httpx.TransportError, httpx.HTTPStatusError) as err:
             self._failed(err)
-            self._to_spool(batch)
+            self._to_spool(batch, batch_id)
             return
         except Refused as err:
             self._refused(err)
-            self._to_spool(batch)
+            self._to_spool(batch, batch_id)
             return
         except ServerError as err:
             log.error("%s; %d flows not classified", err, len(batch))
             self.counters.flows_rejected += len(batch)
             return
-        self._deliver(records, verdicts)
+        self._deliver(*classified)
 
-    def _classify(self, batch: list[Record]) -> tuple[list[Record], list[Verdict]]:
-        """The batch's valid records and their verdicts; the records the server rejects are
-        logged, counted and dropped (those it names, else found by halving the batch)."""
+    def _classify(self, batch_id: str, batch: list[Record]) -> Classified:
+        """Classify a batch: the records the server rejects are logged and left out (those it
+        names, else found by halving the batch); the parts sent get ids derived from batch_id,
+        the same at every attempt."""
         if not batch:
-            return [], []
+            return [], [], []
         try:
-            return batch, self.client.classify(batch)
+            return batch, self.client.classify(batch, batch_id), []
         except BadRecords as bad:
             named = {i for i in bad.indexes if 0 <= i < len(batch)}
             if len(batch) == 1 or (named and len(named) == bad.invalid):
                 rejected = named or {0}
                 for index in sorted(rejected):
                     log.error("server rejected flow %s: %s", _describe(batch[index]), bad)
-                self.counters.flows_rejected += len(rejected)
-                return self._classify([r for i, r in enumerate(batch) if i not in rejected])
+                valid = [r for i, r in enumerate(batch) if i not in rejected]
+                records, verdicts, more = self._classify(child_id(batch_id, ".v"), valid)
+                return records, verdicts, [batch[i] for i in sorted(rejected)] + more
             half = len(batch) // 2
-            first, second = self._classify(batch[:half]), self._classify(batch[half:])
-            return first[0] + second[0], first[1] + second[1]
+            first = self._classify(child_id(batch_id, ".0"), batch[:half])
+            second = self._classify(child_id(batch_id, ".1"), batch[half:])
+            return first[0] + second[0], first[1] + second[1], first[2] + second[2]
 
-    def _deliver(self, batch: list[Record], verdicts: list[Verdict]) -> None:
-        self.counters.batches_sent += 1
-        self.counters.flows_classified += len(batch)
+    def _deliver(self, records: list[Record], verdicts: list[Verdict], rejected: list) -> None:
+        self.counters.flows_rejected += len(rejected)
         self.backoff = 0.0
-        self.on_batch(batch, verdicts)
+        if records:
+            self.counters.batches_sent += 1
+            self.counters.flows_classified += len(records)
+            self.on_batch(records, verdicts)
 
     def _failed(self, err: Exception) -> None:
         self.counters.send_failures += 1
-        self.backoff = min(self.max_backoff, max(0.5, self.backoff * 2))
+        self.backoff = min(self.max_backoff, max(0.5, self.backoff * 2, _retry_after(err)))
         self.retry_at = time.monotonic() + self.backoff
         log.warning(
             "server unavailable (%s); retrying in %.1f s, spooling meanwhile", err, self.backoff
@@ -317,22 +433,35 @@ class Sender:
             log.error("%s; spooling every batch from now on (they are sent at the next start)", err)
         self.counters.refused = str(err)
 
-    def _to_spool(self, batch: list[Record]) -> None:
-        if self.spool.put(batch):
-            self.counters.flows_spooled += len(batch)
-        else:
-            self.counters.flows_lost += len(batch)
-            log.error("spool full (%d bytes): %d flows dropped", self.spool.max_bytes, len(batch))
+    def _to_spool(self, batch: list[Record], batch_id: str | None = None) -> None:
+        """Spool a batch; when the spool is full or cannot be written, count its flows as lost
+        (and say so the first time)."""
+        if not batch:
+            return
+        try:
+            if self.spool.put(batch_id or new_batch_id(), batch):
+                return
+            reason = f"spool full ({self.spool.max_bytes} bytes)"
+        except OSError as err:
+            reason = f"cannot write the spool: {err}"
+            self.counters.spool_error = self.counters.spool_error or str(err)
+        if not self.counters.flows_lost:
+            log.error("%s: %d flows dropped, and every batch it cannot hold", reason, len(batch))
+        self.counters.flows_lost += len(batch)
 
-    def _retry_spool(self) -> None:
-        """Send spooled batches, oldest first, while the server answers."""
-        while not self.counters.refused and time.monotonic() >= self.retry_at:
+    def _retry_spool(self, deadline: float = float("inf")) -> None:
+        """Send spooled batches, oldest first, while the server answers (until deadline)."""
+        while (
+            not self.counters.refused
+            and time.monotonic() >= self.retry_at
+            and time.monotonic() < deadline
+        ):
             oldest = self.spool.oldest()
             if oldest is None:
                 return
-            path, flows = oldest
+            path, batch_id, flows = oldest
             try:
-                records, verdicts = self._classify(flows)
+                classified = self._classify(batch_id, flows)
             except (httpx.TransportError, httpx.HTTPStatusError) as err:
                 self._failed(err)
                 return
@@ -345,13 +474,22 @@ class Sender:
                 path.unlink()
                 continue
             path.unlink()
-            self._deliver(records, verdicts)
+            self._deliver(*classified)
 
     def _drain(self, deadline: float) -> None:
         """Retry the spool until it is empty or the deadline passes."""
         while self.spool.pending() and not self.counters.refused and time.monotonic() < deadline:
             time.sleep(max(0.0, min(self.retry_at, deadline) - time.monotonic()))
-            self._retry_spool()
+            self._retry_spool(deadline)
+
+
+def _retry_after(err: Exception) -> float:
+    """The seconds a 503 or 429 answer asks to wait (its Retry-After), else 0."""
+    response = getattr(err, "response", None) if isinstance(err, httpx.HTTPStatusError) else None
+    try:
+        return float(response.headers.get("Retry-After", 0)) if response is not None else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _describe(record: Record) -> str:
