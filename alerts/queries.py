@@ -4,7 +4,6 @@ rules. Alerts are grouped by (category, source, destination)."""
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -18,14 +17,15 @@ from alerts.tables import (
     actions,
     agents,
     alerts,
-    features_by_name,
     group_key,
     sources,
     suppressions,
     verdict_counts,
 )
-from desy.schema import CATEGORIES
+from desy.schema import CATEGORIES, FEATURE_NAMES
 
+#: The width of the stored addresses (alerts.src_ip, dst_ip; actions too).
+ADDRESS_WIDTH = alerts.c.src_ip.type.length
 STATUSES = ("new", "escalated", "archived")
 #: Runs the overview's aggregations, for every request at once.
 _AGGREGATING = ThreadPoolExecutor(4, thread_name_prefix="desy-overview")
@@ -119,7 +119,9 @@ class Filters:
 
 @dataclass(frozen=True)
 class GroupKey:
-    """An alert group; addresses may be empty (records sent without endpoints)."""
+    """An alert group, its addresses as stored: empty (records sent without endpoints), and
+    whatever older servers stored (an IPv6 scope id holding "|", say) is a group like any other.
+    Only what no store holds is refused: text wider than the column, or with a NUL byte."""
 
     category: str
     src_ip: str
@@ -129,13 +131,11 @@ class GroupKey:
         _check_category(self.category)
         for name in ("src_ip", "dst_ip"):
             value = getattr(self, name)
-            try:
-                if value:
-                    if "%" in value:  # an IPv6 scope id: free text that the parser takes
-                        raise ValueError(value)
-                    ipaddress.ip_address(value)
-            except ValueError:
-                raise BadQuery(f"{name} must be an address, not {value!r}") from None
+            if len(value) > ADDRESS_WIDTH or "\0" in value:
+                raise BadQuery(
+                    f"{name} must be an address of at most {ADDRESS_WIDTH} characters, "
+                    f"not {value[:60]!r}"
+                )
 
     def condition(self) -> ColumnElement[bool]:
         c = alerts.c
@@ -224,9 +224,17 @@ def group_alerts(
     )
     with engine.connect() as connection:
         return [
-            row._asdict() | {"features": features_by_name(row.features)}
+            row._asdict() | {"features": _by_name(row.features)}
             for row in connection.execute(query)
         ]
+
+
+def _by_name(features: Any) -> dict[str, Any]:
+    """An alert's stored features by name; what an older or odd row holds (not 41 values) as
+    far as it goes."""
+    if isinstance(features, dict):
+        return features
+    return dict(zip(FEATURE_NAMES, features)) if isinstance(features, list) else {}
 
 
 def history(engine: Engine, key: GroupKey) -> list[dict[str, Any]]:

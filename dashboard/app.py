@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
@@ -41,9 +41,6 @@ from desy.schema import CATEGORIES, FEATURE_NAMES
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
-TEMPLATES.env.filters["when"] = lambda t: (
-    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else ""
-)
 BASIC = HTTPBasic(auto_error=False)
 #: Time ranges the filters offer (seconds back from now; 0: everything).
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": 0}
@@ -62,8 +59,28 @@ def _some(joined: str | None, shown: int = 6) -> str:
     return ", ".join(values[:shown]) + more
 
 
-TEMPLATES.env.filters["some"] = _some
-TEMPLATES.env.globals |= {"ranges": RANGES, "default_range": DEFAULT_RANGE}
+def _when(seconds: float | None) -> str:
+    """Epoch seconds as UTC date and time; one no calendar holds (1e17, NaN) as it is stored."""
+    if not seconds:
+        return ""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+
+
+def group_value(category: str, src_ip: str, dst_ip: str) -> str:
+    """A group as a form value: category|source|destination, each part %-escaped (a stored
+    address may hold a "|"); _group_key reads it back."""
+    return "|".join(quote(part, safe=":") for part in (category, src_ip, dst_ip))
+
+
+TEMPLATES.env.filters |= {"some": _some, "when": _when}
+TEMPLATES.env.globals |= {
+    "ranges": RANGES,
+    "default_range": DEFAULT_RANGE,
+    "group_value": group_value,
+}
 
 
 def create_app(
@@ -447,10 +464,11 @@ def _params(query: str) -> dict[str, str]:
 
 
 def _group_key(value: str) -> GroupKey:
+    """The group a form value (group_value) names."""
     parts = value.split("|")  # addresses may be empty: records sent without endpoints
     if len(parts) != 3 or not parts[0]:
         raise BadQuery(f"not an alert group: {value!r}")
-    return GroupKey(*parts)
+    return GroupKey(*(unquote(part) for part in parts))
 
 
 def _local(url: str) -> str:
