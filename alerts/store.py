@@ -10,19 +10,20 @@ from __future__ import annotations
 import fcntl
 import os
 from collections import Counter, namedtuple
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, exc, func, select
 from sqlalchemy.engine import make_url
 
 from alerts.addresses import address_key
 from alerts.suppression import Suppressions
-from alerts.tables import agents, alerts, group_key, sources, verdict_counts
+from alerts.tables import agents, alerts, batches, group_key, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -130,6 +131,57 @@ class Classified(NamedTuple):
     source: Source = UNKNOWN_SOURCE
 
 
+class Batch(NamedTuple):
+    """The records of one request, and the id its agent named it with (None: stored without
+    dedupe)."""
+
+    items: list[Classified]
+    batch_id: str | None = None
+
+
+@dataclass
+class Written:
+    """What a write did: rows stored, verdicts counted, verdicts skipped as already stored
+    (their batch id was), and the records refused with the reason."""
+
+    stored: int = 0
+    counted: int = 0
+    duplicates: int = 0
+    refused: list[tuple[Classified, str]] = field(default_factory=list)
+
+    def add(self, other: Written) -> None:
+        self.stored += other.stored
+        self.counted += other.counted
+        self.duplicates += other.duplicates
+        self.refused += other.refused
+
+
+class _Parts(NamedTuple):
+    rows: list[Any]
+    counts: Counter[tuple[int, str, str]]
+    seen: dict[str, tuple[float, str, Source]]
+    refused: list[tuple[Classified, str]]
+
+
+#: Errors of a record, not of the store: the record is refused, the others are stored. Python's
+#: own come from building a row (a field missing, a string that cannot be encoded) or from
+#: SQLite's driver (OverflowError: an integer past 64 bits).
+DATA_ERRORS = (exc.DataError, exc.IntegrityError, KeyError, TypeError, ValueError, OverflowError)
+
+
+def error_line(err: BaseException, limit: int = 300) -> str:
+    """The error's kind and the first line of what it says (the driver's words: no SQL, no
+    parameters), at most limit characters."""
+    cause = err.orig if isinstance(err, exc.DBAPIError) and err.orig is not None else err
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}"[:limit]
+
+
+def _received(batch: Batch) -> float:
+    """When the server received a batch (its first record's time; 0 if it is empty)."""
+    return batch.items[0].received_at if batch.items else 0.0
+
+
 class Store:
     """The alert store behind one engine."""
 
@@ -158,21 +210,51 @@ class Store:
         keep_normal: bool = False,
         new_groups: list[dict[str, Any]] | None = None,
     ) -> int:
-        """Store the attack verdicts of batch (every verdict if keep_normal), count all of them
-        per minute, agent and category, and note each agent's last contact; one transaction.
-        Returns the number of rows stored. If new_groups is a list, the alert groups this batch
-        starts (not seen in the store before, not suppressed) are appended to it."""
-        rows: list[AlertRow] = []
-        counts: Counter[tuple[int, str, str]] = Counter()
-        seen: dict[str, tuple[float, str, Source]] = {}
-        for item in batch:
-            agent, category = item.record.get("agent_id", ""), item.verdict["category"]
-            counts[(int(item.received_at // 60), agent, category)] += 1
-            seen[agent] = (item.received_at, item.model_version, item.source)
-            if keep_normal or item.verdict["label"] == "attack":
-                rows.append(_alert_row(item, self._source_id(agent, item.source)))
-        if rows:
-            rows = self.suppressions.apply(rows)
+        """Store one batch without a batch id (see write_batches); the number of rows stored."""
+        return self.write_batches([Batch(list(batch))], keep_normal, new_groups).stored
+
+    def write_batches(
+        self,
+        queued: Sequence[Batch],
+        keep_normal: bool = False,
+        new_groups: list[dict[str, Any]] | None = None,
+    ) -> Written:
+        """Store the attack verdicts of the batches (every verdict if keep_normal), count all of
+        them per minute, agent and category, note each agent's last contact and record the
+        batch ids, in one transaction; a batch whose id is in the store already is skipped. If
+        new_groups is a list, the alert groups these batches start (not seen in the store
+        before, not suppressed) are appended to it.
+
+        Records the store refuses (DATA_ERRORS: a value too long, a NUL byte on PostgreSQL) do
+        not hold up the others: the batches are then written one by one, a refused one halved
+        until its bad records are found, and the rest of it stored. Errors of the store itself
+        (down, locked) are raised: nothing of the batches is then stored."""
+        try:
+            return self._commit(queued, keep_normal, new_groups)
+        except DATA_ERRORS:
+            pass
+        written = Written()
+        for batch in queued:
+            try:
+                written.add(self._commit([batch], keep_normal, new_groups))
+                continue
+            except DATA_ERRORS:
+                refused = self._refusals(batch.items, keep_normal)
+            bad = {id(item) for item, _ in refused}
+            rest = batch._replace(items=[item for item in batch.items if id(item) not in bad])
+            try:
+                written.add(self._commit([rest], keep_normal, new_groups))
+            except DATA_ERRORS as err:  # refused together, though each alone was not
+                refused += [(item, error_line(err)) for item in rest.items]
+            written.refused += refused
+        return written
+
+    def _commit(
+        self, queued: Sequence[Batch], keep_normal: bool, new_groups: list[dict[str, Any]] | None
+    ) -> Written:
+        """write_batches in one transaction, raising whatever the store raises."""
+        parts = [self._parts(batch, keep_normal) for batch in queued]
+        found: list[dict[str, Any]] = []
         # Finding new groups reads, then writes: two workers at once would both find a group new.
         transaction = (
             _one_at_a_time(self.engine, NEW_GROUPS_LOCK)
@@ -180,28 +262,108 @@ class Store:
             else self.engine.begin()
         )
         with transaction as connection:
+            fresh = [parts[i] for i in self._claim(connection, queued)]
+            rows, counts, seen = [], Counter(), {}
+            for part in fresh:
+                rows += part.rows
+                counts.update(part.counts)
+                seen.update(part.seen)
             if new_groups is not None and rows:
-                new_groups.extend(_new_groups(connection, rows))
-            if rows:
-                connection.exec_driver_sql(self._insert_alerts, rows)
-            if counts:
-                connection.execute(
-                    self._count_upsert(),
-                    [
-                        {"minute": m, "agent_id": a, "category": c, "flows": n}
-                        for (m, a, c), n in counts.items()
-                    ],
-                )
-            if seen:
-                connection.execute(
-                    self._agent_upsert(),
-                    [
-                        {"agent_id": a, "last_seen": t, "model_version": v}
-                        | {"capture": source.capture, "log_dir": source.log_dir}
-                        for a, (t, v, source) in seen.items()
-                    ],
-                )
-        return len(rows)
+                found = _new_groups(connection, rows)
+            self._insert_parts(connection, rows, counts, seen)
+        if new_groups is not None:
+            new_groups.extend(found)
+        refused = [refusal for part in fresh for refusal in part.refused]
+        counted = counts.total()
+        everything = sum(len(batch.items) for batch in queued)
+        return Written(len(rows), counted, everything - counted - len(refused), refused)
+
+    def _claim(self, connection: Connection, queued: Sequence[Batch]) -> list[int]:
+        """The indexes of the batches to store: without an id, or the first with an id not in
+        the store yet (recorded now, in one statement)."""
+        first: dict[str, int] = {}
+        for i, batch in enumerate(queued):
+            if batch.batch_id is not None:
+                first.setdefault(batch.batch_id, i)
+        new: set[str] = set()
+        if first:
+            claim = self._insert(batches).on_conflict_do_nothing().returning(batches.c.batch_id)
+            rows = [{"batch_id": b, "received_at": _received(queued[i])} for b, i in first.items()]
+            new = set(connection.execute(claim, rows).scalars())
+        return [
+            i
+            for i, batch in enumerate(queued)
+            if batch.batch_id is None or (batch.batch_id in new and first[batch.batch_id] == i)
+        ]
+
+    def _parts(self, batch: Batch, keep_normal: bool) -> _Parts:
+        """A batch's rows, counts and agents' last contact, and the records that cannot be
+        made into rows."""
+        rows: list[AlertRow] = []
+        counts: Counter[tuple[int, str, str]] = Counter()
+        seen: dict[str, tuple[float, str, Source]] = {}
+        refused: list[tuple[Classified, str]] = []
+        for item in batch.items:
+            try:
+                agent, category = item.record.get("agent_id", ""), item.verdict["category"]
+                if keep_normal or item.verdict["label"] == "attack":
+                    rows.append(_alert_row(item, self._source_id(agent, item.source)))
+            except DATA_ERRORS as err:
+                refused.append((item, error_line(err)))
+                continue
+            counts[(int(item.received_at // 60), agent, category)] += 1
+            seen[agent] = (item.received_at, item.model_version, item.source)
+        if rows:
+            rows = self.suppressions.apply(rows)
+        return _Parts(rows, counts, seen, refused)
+
+    def _insert_parts(
+        self,
+        connection: Connection,
+        rows: list[AlertRow],
+        counts: Counter[tuple[int, str, str]],
+        seen: dict[str, tuple[float, str, Source]],
+    ) -> None:
+        if rows:
+            connection.exec_driver_sql(self._insert_alerts, rows)
+        if counts:
+            connection.execute(
+                self._count_upsert(),
+                [
+                    {"minute": m, "agent_id": a, "category": c, "flows": n}
+                    for (m, a, c), n in counts.items()
+                ],
+            )
+        if seen:
+            connection.execute(
+                self._agent_upsert(),
+                [
+                    {"agent_id": a, "last_seen": t, "model_version": v}
+                    | {"capture": source.capture, "log_dir": source.log_dir}
+                    for a, (t, v, source) in seen.items()
+                ],
+            )
+
+    def _refusals(self, items: list[Classified], keep_normal: bool) -> list[tuple[Classified, str]]:
+        """The records of items the store refuses, and why, found by halving: each try is a
+        transaction rolled back."""
+        parts = self._parts(Batch(items), keep_normal)
+        if parts.refused:
+            bad = {id(item) for item, _ in parts.refused}
+            rest = [item for item in items if id(item) not in bad]
+            return parts.refused + self._refusals(rest, keep_normal)
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                self._insert_parts(connection, parts.rows, parts.counts, parts.seen)
+                return []
+            except DATA_ERRORS as err:
+                if len(items) == 1:
+                    return [(items[0], error_line(err))]
+            finally:
+                transaction.rollback()
+        half = len(items) // 2
+        return self._refusals(items[:half], keep_normal) + self._refusals(items[half:], keep_normal)
 
     def _source_id(self, agent: str, source: Source) -> int | None:
         """The number of what an agent said it captures from (None: it said nothing); new ones
@@ -249,11 +411,12 @@ class Store:
     def purge(self, older_than: float) -> int:
         """Delete alerts received and counts taken before older_than (epoch seconds), but not
         the alerts an analyst gave a verdict (training data: `desy feedback export`); returns
-        the number of alerts deleted."""
+        the number of alerts deleted. Batch ids received before then go too."""
         with self.engine.begin() as connection:
             deleted = connection.execute(
                 delete(alerts).where(alerts.c.received_at < older_than, _UNJUDGED)
             ).rowcount
+            connection.execute(delete(batches).where(batches.c.received_at < older_than))
             connection.execute(
                 delete(verdict_counts).where(verdict_counts.c.minute < int(older_than // 60))
             )

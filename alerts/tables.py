@@ -170,3 +170,12 @@ sessions = Table(
     Column("expires_at", Float, nullable=False),
     Column("password_scrypt", String(160), nullable=False),
 )
+
+#: Batches an agent named (X-Desy-Batch) whose verdicts are stored: a resent one is stored once.
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("received_at", Float, nullable=False),  # epoch seconds; deleted with the retention
+    Index("ix_batches_received_at", "received_at"),
+)

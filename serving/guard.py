@@ -2,14 +2,16 @@
 
 Every path except OPEN_PATHS needs `Authorization: Bearer <token>` (when a token is configured)
 and a JSON body of at most max_body bytes, counted as the bytes arrive whatever the headers say.
-/readyz says why the model is not served yet; the OpenAPI document declares the 400 body that
-/classify really sends; every response carries the served model version. Where an agent
-captures travels in desy.records.SOURCE_HEADERS, for the alert store.
+/readyz says why the model is not served yet, or why the alert store cannot be written; the
+OpenAPI document declares the 400 body that /classify really sends; every response carries the
+served model version. Where an agent captures travels in desy.records.SOURCE_HEADERS, and the
+name it gave a batch in BATCH_HEADER (checked: 400 if malformed), for the alert store.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from contextvars import ContextVar
 from hmac import compare_digest
 from typing import Any
@@ -17,11 +19,12 @@ from urllib.parse import unquote
 
 from alerts.store import UNKNOWN_SOURCE, Source
 from desy.agents import Registry
-from desy.records import SOURCE_HEADERS
+from desy.records import BATCH_HEADER, BATCH_ID_PATTERN, SOURCE_HEADERS
 from serving.schemas import BadRequest
 
-#: The model version this worker serves once the champion is loaded, or why it does not yet.
-SERVED = {"version": "", "status": "loading the champion"}
+#: The model version this worker serves once the champion is loaded, or why it does not yet;
+#: why its alert store cannot be written ("" while it can, or without a store).
+SERVED = {"version": "", "status": "loading the champion", "store": ""}
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json"})
 #: The agent whose token the guard accepted for the request being served (with an agents file).
 CURRENT_AGENT: ContextVar[str | None] = ContextVar("desy_current_agent", default=None)
@@ -29,6 +32,10 @@ CURRENT_AGENT: ContextVar[str | None] = ContextVar("desy_current_agent", default
 _SOURCE_HEADERS = tuple(name.lower().encode() for name in SOURCE_HEADERS)
 #: Where the agent of the request being served captures, as it said.
 CURRENT_SOURCE: ContextVar[Source] = ContextVar("desy_current_source", default=UNKNOWN_SOURCE)
+#: The batch id the agent named the request's records with (None: it named none).
+CURRENT_BATCH: ContextVar[str | None] = ContextVar("desy_current_batch", default=None)
+_BATCH_HEADER = BATCH_HEADER.lower().encode()
+_BATCH_ID = re.compile(BATCH_ID_PATTERN.encode())
 
 
 class Guard:
@@ -58,6 +65,8 @@ class Guard:
         path = scope["path"]
         if path == "/readyz" and not SERVED["version"]:
             await _reply(send_with_version, 503, {"ready": False, "status": SERVED["status"]})
+        elif path == "/readyz" and SERVED["store"]:
+            await _reply(send_with_version, 503, {"ready": False, "status": SERVED["store"]})
         elif path == "/docs.json":
             await self.app(scope, receive, _DocsRewriter(send_with_version))
         elif path in OPEN_PATHS:
@@ -87,6 +96,12 @@ class Guard:
             return
         if any(name in headers for name in _SOURCE_HEADERS):
             CURRENT_SOURCE.set(Source(*(_said(headers.get(name, b"")) for name in _SOURCE_HEADERS)))
+        if (batch := headers.get(_BATCH_HEADER)) is not None:
+            if not _BATCH_ID.fullmatch(batch):
+                error = f"{BATCH_HEADER} must match {BATCH_ID_PATTERN}"
+                await _reply(send, 400, {"error": error})
+                return
+            CURRENT_BATCH.set(batch.decode())
         media_type = (
             headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         )

@@ -1,10 +1,13 @@
-"""Recording verdicts in the alert store from a background thread, off /classify's path.
+"""Recording verdicts in the alert store from a background thread: group commit.
 
-A request only appends its batch to a bounded queue. The writer thread stores what is queued
-every `flush_interval` seconds in one transaction, creates or upgrades the schema first, retries
-with backoff while the store is down or locked, and purges alerts older than the retention
-once a minute. When the queue is full (the store is absent or slower than the traffic), the
-verdicts that do not fit are counted and said in the log: never lost silently.
+A request queues its classified batch and gets a future, done once the store has committed the
+batch: the server answers only then. The writer thread writes whatever is queued as soon as it
+can, in one transaction (batches queued while a write runs go together in the next one), then
+completes their futures. It creates or upgrades the schema first, retries with backoff while
+the store is down or locked (said in the log and by `status`), and purges alerts and batch ids
+older than the retention once a minute. Records the store refuses are left out, logged and
+counted, and do not hold up the others. A full queue refuses a batch at once (QueueFull): the
+agent keeps it and resends it. What cannot be written by shutdown is counted in one log line.
 """
 
 from __future__ import annotations
@@ -12,15 +15,43 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
-from alerts.store import UNKNOWN_SOURCE, Classified, Source, Store, migrate
+from alerts.store import (
+    UNKNOWN_SOURCE,
+    Batch,
+    Classified,
+    Source,
+    Store,
+    Written,
+    error_line,
+    migrate,
+)
 from serving.notifier import Notifier
 
 log = logging.getLogger("desy.serving.store")
+
+#: Seconds between purges of what is past the retention (and between checks of a store that
+#: could not be purged, when no write tells whether it is back).
+PURGE_INTERVAL, RECHECK_INTERVAL = 60.0, 5.0
+#: Refused records named in the log per write; the others are counted in one more line.
+REFUSALS_LOGGED = 10
+
+
+class QueueFull(Exception):
+    """The queue has no room for a batch: it was not queued (resend it later)."""
+
+
+class NotWritten(Exception):
+    """The recorder stopped before the store committed the batch."""
+
+
+class _Queued(NamedTuple):
+    batch: Batch
+    done: Future[None]
 
 
 class Recorder:
@@ -31,22 +62,26 @@ class Recorder:
         store: Store,
         keep_normal: bool = False,
         max_pending: int = 200_000,
-        flush_interval: float = 0.5,
         retention_days: float = 30.0,
         max_bytes: int = 1 << 30,
         on_written: Callable[[int], None] = lambda n: None,
         on_dropped: Callable[[int], None] = lambda n: None,
+        on_refused: Callable[[int], None] = lambda n: None,
+        on_status: Callable[[str], None] = lambda why: None,
         notifier: Notifier | None = None,
     ) -> None:
+        """on_status(why) is told why the store cannot be written, and "" once it can."""
         self.store, self.keep_normal = store, keep_normal
-        self.max_pending, self.flush_interval = max_pending, flush_interval
+        self.max_pending = max_pending
         self.retention, self.max_bytes = retention_days * 86400, max_bytes
-        self.on_written, self.on_dropped = on_written, on_dropped
-        self.notifier = notifier
-        self.queue: deque[tuple[float, str, Sequence[Any], Sequence[Any], Source]] = deque()
-        self.pending = 0  # verdicts queued
-        self.dropped = 0
-        self.lock = threading.Lock()
+        self.on_written, self.on_dropped, self.on_refused = on_written, on_dropped, on_refused
+        self.on_status, self.notifier = on_status, notifier
+        self.queue: list[_Queued] = []
+        self.pending = 0  # verdicts queued or being written
+        self.lost = 0  # verdicts not written by shutdown
+        self.status = "alert store not ready yet (preparing its schema)"
+        on_status(self.status)
+        self.wake = threading.Condition()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="desy-store-writer", daemon=True)
         self.thread.start()
@@ -57,49 +92,92 @@ class Recorder:
         records: Sequence[Any],
         verdicts: Sequence[Any],
         source: Source = UNKNOWN_SOURCE,
-    ) -> None:
-        """Queue a classified batch (records: mappings) and where its agent captures. Never
-        blocks; a batch that does not fit is dropped and counted."""
-        with self.lock:
-            if self.pending + len(verdicts) > self.max_pending:
-                self.dropped += len(verdicts)
-                dropped = self.dropped
-            else:
-                self.pending += len(verdicts)
-                self.queue.append((time.time(), model_version, records, verdicts, source))
-                return
-        self.on_dropped(len(verdicts))
-        if dropped == len(verdicts) or dropped % 10_000 < len(
-            verdicts
-        ):  # the first drop, then every ~10k
-            log.error(
-                "alert store queue full (%d verdicts waiting): %d verdicts not stored so far",
-                self.max_pending,
-                dropped,
-            )
+        batch_id: str | None = None,
+    ) -> Future[None]:
+        """Queue a classified batch (records: mappings), where its agent captures and the id it
+        named the batch with; the future is done once the store has committed it (or found it
+        stored already), or fails with NotWritten. Never blocks; raises QueueFull if the batch
+        does not fit."""
+        at = time.time()
+        items = [
+            Classified(at, model_version, record, verdict, source)
+            for record, verdict in zip(records, verdicts, strict=True)
+        ]
+        done: Future[None] = Future()
+        done.set_running_or_notify_cancel()  # a request that stops waiting cannot cancel it
+        with self.wake:
+            if self.stopping.is_set() or self.pending + len(items) > self.max_pending:
+                raise QueueFull(
+                    f"the alert store's queue is full ({self.pending} verdicts waiting)"
+                    if not self.stopping.is_set()
+                    else "the server is stopping"
+                )
+            self.pending += len(items)
+            self.queue.append(_Queued(Batch(items, batch_id), done))
+            self.wake.notify()
+        return done
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued (within timeout), then stop the thread."""
+        """Write what is queued (one try, within timeout), then stop the thread; what could not
+        be written is counted and said in one line."""
         self.stopping.set()
+        with self.wake:
+            self.wake.notify()
         self.thread.join(timeout)
+        if self.thread.is_alive():
+            self._lose(self.pending, f"still being written after {timeout:.0f} s")
         if self.notifier is not None:
             self.notifier.close()
 
     def _run(self) -> None:
-        self._until_ready(lambda: migrate(self.store.engine), "cannot prepare the alert store")
-        last_purge = 0.0
+        self._until_ready(lambda: migrate(self.store.engine), "preparing its schema")
+        next_purge = time.monotonic()
         while True:
-            stopping = self.stopping.wait(self.flush_interval)
-            batch = self._take()
-            if batch and not self._until_ready(
-                partial(self._write, batch), "cannot write to the alert store"
-            ):
-                self.on_dropped(len(batch))
-            if stopping:
+            queued = self._next(next_purge)
+            if queued:
+                if not self._until_ready(partial(self._write, queued), "writing"):
+                    self._abandon(queued)
+            elif self.stopping.is_set():
                 return
-            if time.monotonic() - last_purge >= 60:
-                last_purge = time.monotonic()
-                self._until_ready(self._retain, "cannot purge the alert store")
+            if time.monotonic() >= next_purge:
+                purged = self._attempt(self._retain, "purging old alerts")
+                next_purge = time.monotonic() + (PURGE_INTERVAL if purged else RECHECK_INTERVAL)
+
+    def _next(self, until: float) -> list[_Queued]:
+        """What is queued, once there is something (or it is time to purge, or stopping)."""
+        with self.wake:
+            while not self.queue and not self.stopping.is_set():
+                if not self.wake.wait(max(0.0, until - time.monotonic())):
+                    break
+            queued, self.queue = self.queue, []
+        return queued
+
+    def _write(self, queued: list[_Queued]) -> None:
+        new_groups: list[dict[str, Any]] | None = [] if self.notifier else None
+        written = self.store.write_batches(
+            [item.batch for item in queued], self.keep_normal, new_groups
+        )
+        self._done(queued)
+        for item in queued:
+            item.done.set_result(None)
+        if new_groups:
+            self.notifier.submit(new_groups)
+        self.on_written(written.counted)
+        if written.refused:
+            self._refused(written)
+
+    def _refused(self, written: Written) -> None:
+        """Say which records the store refused (the first REFUSALS_LOGGED) and count them."""
+        for item, why in written.refused[:REFUSALS_LOGGED]:
+            record = item.record
+            log.error(
+                "alert store refused a record (agent %s, %s:%s -> %s:%s at %s, protocol %s): %s",
+                *(repr(record.get(name))[:80] for name in _NAMED),
+                why,
+            )
+        if len(written.refused) > REFUSALS_LOGGED:
+            log.error("alert store refused %d more records", len(written.refused) - REFUSALS_LOGGED)
+        self.on_refused(len(written.refused))
 
     def _retain(self) -> None:
         """Delete alerts past the retention age, then (SQLite) the oldest past the size limit."""
@@ -109,35 +187,52 @@ class Recorder:
                 "alert store over %d MiB: %d oldest alerts deleted", self.max_bytes >> 20, deleted
             )
 
-    def _take(self) -> list[Classified]:
-        with self.lock:
-            items, self.queue = self.queue, deque()
-            self.pending = 0
-        return [
-            Classified(at, version, record, verdict, source)
-            for at, version, records, verdicts, source in items
-            for record, verdict in zip(records, verdicts, strict=True)
-        ]
+    def _done(self, queued: list[_Queued]) -> None:
+        with self.wake:
+            self.pending -= sum(len(item.batch.items) for item in queued)
 
-    def _write(self, batch: list[Classified]) -> None:
-        new_groups: list[dict[str, Any]] | None = [] if self.notifier else None
-        self.store.write(batch, self.keep_normal, new_groups)
-        if new_groups:
-            self.notifier.submit(new_groups)
-        self.on_written(len(batch))
+    def _abandon(self, queued: list[_Queued]) -> None:
+        """Stopping with the store down: the batches are not written."""
+        self._done(queued)
+        for item in queued:
+            item.done.set_exception(NotWritten("the server stopped before the store was back"))
+        self._lose(sum(len(item.batch.items) for item in queued), self.status)
+
+    def _lose(self, count: int, why: str) -> None:
+        self.lost += count
+        log.error(
+            "at shutdown: %d verdicts could not be written to the alert store (%s)", count, why
+        )
+        self.on_dropped(count)
 
     def _until_ready(self, action: Callable[[], Any], what: str) -> bool:
         """Run action, retrying with backoff (0.5 s doubling to 30 s); False if the recorder
-        stopped before it succeeded."""
+        stopped before it succeeded (after one last try)."""
         delay = 0.5
-        while True:
-            try:
-                action()
-                return True
-            except Exception as err:  # noqa: BLE001 (the store down, locked or refusing: retry)
-                if self.stopping.is_set():
-                    log.error("stopping: %s: %s", what, err)
-                    return False
-                log.error("%s (retrying in %.1f s): %s", what, delay, err)
-                self.stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+        while not self._attempt(action, what, f" (retrying in {delay:.1f} s)"):
+            if self.stopping.is_set():
+                return False
+            self.stopping.wait(delay)
+            delay = min(delay * 2, 30.0)
+        return True
+
+    def _attempt(self, action: Callable[[], Any], what: str, retry: str = "") -> bool:
+        """Run action once; on failure, say so (status and log) and return False."""
+        try:
+            action()
+        except Exception as err:  # noqa: BLE001 (the store down, locked or unusable)
+            self._status(f"alert store unreachable ({what}): {error_line(err)}")
+            if not self.stopping.is_set():
+                log.error("%s%s", self.status, retry)
+            return False
+        self._status("")
+        return True
+
+    def _status(self, why: str) -> None:
+        if why != self.status:
+            self.status = why
+            self.on_status(why)
+
+
+#: The record fields a refusal names: its agent, endpoints, start time and protocol.
+_NAMED = ("agent_id", "src_ip", "src_port", "dst_ip", "dst_port", "start_time", "protocol_type")

@@ -9,18 +9,25 @@ default, it costs a third of a single-flow request's time), DESY_STORE_URL (the 
 alerts/store.py; empty: no store), DESY_STORE_ALL=1 (store normal verdicts too),
 DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_MAX_MB (SQLite, default 1024),
 DESY_SSL_CERTFILE and DESY_SSL_KEYFILE (HTTPS), DESY_AGENTS_FILE (agents with a token each, see desy/agents.py; replaces DESY_API_TOKEN),
-DESY_STORE_FLUSH_SECONDS (how often queued verdicts are written, default 0.5), DESY_WEBHOOK_URL
-(a JSON POST of new alert groups, at most every DESY_WEBHOOK_INTERVAL seconds, default 10).
+DESY_STORE_WAIT_SECONDS (how long a request waits for the store to commit its batch before a
+503, default 5), DESY_WEBHOOK_URL (a JSON POST of new alert groups, at most every
+DESY_WEBHOOK_INTERVAL seconds, default 10).
+
+With a store, /classify answers once the store has committed the batch's verdicts: a 200 means
+they are stored (a batch named by X-Desy-Batch is stored once however often it is sent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +41,11 @@ from alerts.store import Store, engine_for
 from desy import schema
 from desy.agents import Registry
 from desy.http_limits import header_timeout, limit_headers
-from desy.records import CLASSIFY_PATH, model_columns
-from serving.guard import CURRENT_AGENT, CURRENT_SOURCE, SERVED, Guard
+from desy.records import BATCH_HEADER, CLASSIFY_PATH, model_columns
+from serving.guard import CURRENT_AGENT, CURRENT_BATCH, CURRENT_SOURCE, SERVED, Guard
 from serving.model import Champion, load_champion
 from serving.notifier import Notifier
-from serving.recorder import Recorder
+from serving.recorder import NotWritten, QueueFull, Recorder
 from serving.schemas import (
     BadRecords,
     BadRequest,
@@ -91,7 +98,11 @@ STORE_WRITTEN = bentoml.metrics.Counter(
 )
 STORE_DROPPED = bentoml.metrics.Counter(
     name="desy_store_verdicts_dropped_total",
-    documentation="Verdicts not written to the alert store: its queue was full or it was down at shutdown.",
+    documentation="Verdicts not written to the alert store: it was down at shutdown.",
+)
+STORE_REFUSED = bentoml.metrics.Counter(
+    name="desy_store_verdicts_refused_total",
+    documentation="Verdicts the alert store refused (a value it cannot hold); the others stored.",
 )
 
 WEBHOOK_FAILED = bentoml.metrics.Counter(
@@ -103,6 +114,8 @@ WEBHOOK_FAILED = bentoml.metrics.Counter(
 INLINE_FLOWS = 16
 _ONE_AT_A_TIME = anyio.CapacityLimiter(1)
 _VOCABULARY = {name: frozenset(values) for name, values in schema.CATEGORICAL.items()}
+#: Seconds a request waits for the store to commit its batch; then 503 (the batch stays queued).
+STORE_WAIT = float(os.environ.get("DESY_STORE_WAIT_SECONDS", "5"))
 
 
 def _recorder() -> Recorder | None:
@@ -114,10 +127,11 @@ def _recorder() -> Recorder | None:
         Store(engine_for(url)),
         keep_normal=os.environ.get("DESY_STORE_ALL") == "1",
         retention_days=float(os.environ.get("DESY_STORE_RETENTION_DAYS", "30")),
-        flush_interval=float(os.environ.get("DESY_STORE_FLUSH_SECONDS", "0.5")),
         max_bytes=int(os.environ.get("DESY_STORE_MAX_MB", "1024")) << 20,
         on_written=STORE_WRITTEN.inc,
         on_dropped=STORE_DROPPED.inc,
+        on_refused=STORE_REFUSED.inc,
+        on_status=partial(SERVED.__setitem__, "store"),
         notifier=_notifier(),
     )
 
@@ -198,15 +212,20 @@ class DesyNids:
 
     @bentoml.api(route=CLASSIFY_PATH, input_spec=ClassifyRequest)
     async def classify(self, flows: list[Any]) -> ClassifyResponse:
-        """Verdicts for a batch of flow records, in request order. A small batch (a fraction of
-        a millisecond of work) is answered on the event loop: the hop to a thread was a sixth
-        of a single-flow request. Larger ones run in a thread, one at a time per worker (as
-        BentoML runs a synchronous API)."""
+        """Verdicts for a batch of flow records, in request order, once the store has committed
+        them. A small batch (a fraction of a millisecond of work) is classified on the event
+        loop: the hop to a thread was a sixth of a single-flow request. Larger ones run in a
+        thread, one at a time per worker (as BentoML runs a synchronous API)."""
         if len(flows) <= INLINE_FLOWS:
-            return self._classify(flows)
-        return await anyio.to_thread.run_sync(self._classify, flows, limiter=_ONE_AT_A_TIME)
+            answer, stored = self._classify(flows)
+        else:
+            answer, stored = await anyio.to_thread.run_sync(
+                self._classify, flows, limiter=_ONE_AT_A_TIME
+            )
+        return answer if stored is None else await _once_stored(answer, stored)
 
-    def _classify(self, flows: list[Any]) -> JSONResponse:
+    def _classify(self, flows: list[Any]) -> tuple[JSONResponse, Future[None] | None]:
+        """The answer, and the store's commit of the verdicts to wait for (None: no store)."""
         champion = self.champion
         if champion is None:
             raise ServiceUnavailable(self.load_error or "model still loading")
@@ -221,7 +240,7 @@ class DesyNids:
                 detail=bad.errors,
                 invalid_records=bad.invalid,
             )
-            return JSONResponse(body.model_dump(), status_code=400)
+            return JSONResponse(body.model_dump(), status_code=400), None
         agent = CURRENT_AGENT.get()
         if agent is not None:  # with an agents file, the token says who sent the records
             for record in records:
@@ -230,14 +249,41 @@ class DesyNids:
         _count_unknown(columns)
         results = champion.classify(columns) if records else []
         FLOWS_CLASSIFIED.inc(len(results))
+        stored = None
         if self.recorder is not None and results:
-            self.recorder.submit(champion.version, records, results, CURRENT_SOURCE.get())
+            try:
+                stored = self.recorder.submit(
+                    champion.version, records, results, CURRENT_SOURCE.get(), CURRENT_BATCH.get()
+                )
+            except QueueFull as full:
+                return _unavailable(f"{full}: resend the batch later"), None
         attacks = Counter(result["category"] for result in results if result["label"] == "attack")
         for category, count in attacks.items():
             ATTACKS.labels(category=category).inc(count)
         # The verdicts are plain dicts already: serialised as they are, not rebuilt as models
         # (the annotation still documents the answer in the OpenAPI schema).
-        return JSONResponse({"model_version": champion.version, "results": results})
+        return JSONResponse({"model_version": champion.version, "results": results}), stored
+
+
+async def _once_stored(answer: JSONResponse, stored: Future[None]) -> JSONResponse:
+    """The answer once the store committed its batch; a 503 if it did not within STORE_WAIT
+    seconds (the batch stays queued: a resend with the same batch id is not stored twice)."""
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(stored), STORE_WAIT)
+    except TimeoutError:
+        why = SERVED["store"] or "it is busy"
+        return _unavailable(
+            f"the alert store has not committed this batch within {STORE_WAIT:g} s ({why}); it "
+            f"stays queued and is written once the store can be: resend it with the same "
+            f"{BATCH_HEADER}"
+        )
+    except NotWritten as err:
+        return _unavailable(str(err))
+    return answer
+
+
+def _unavailable(error: str) -> JSONResponse:
+    return JSONResponse({"error": error}, status_code=503, headers={"Retry-After": "5"})
 
 
 def _count_unknown(columns: dict) -> None:

@@ -4,20 +4,24 @@ per-minute counts, retention, several writers at once, and the server's backgrou
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
+import sqlite3
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
+import pytest
 from sqlalchemy import func, inspect, select, text
 
 from alerts.addresses import address_key
 from alerts.queries import Filters, GroupKey, agent_sources, group_alerts
-from alerts.store import Classified, Source, Store, _alert_row, engine_for, migrate
-from alerts.tables import agents, alerts, group_key, sources, verdict_counts
+from alerts.store import Batch, Classified, Source, Store, _alert_row, engine_for, migrate
+from alerts.tables import agents, alerts, batches, group_key, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
-from serving.recorder import Recorder
+from serving.recorder import NotWritten, QueueFull, Recorder
 from tests.conftest import run
 
 
@@ -59,12 +63,13 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
         "users",
         "sessions",
         "sources",
+        "batches",
         "desy_store_version",
     } <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0008"
+            == "0009"
         )
 
 
@@ -299,34 +304,136 @@ def test_several_writers_at_once_lose_nothing(store_url):
         )
 
 
-def test_the_recorder_writes_every_queued_verdict_at_close(store_url):
+def test_the_recorder_commits_each_batch_before_its_future_is_done(store_url):
     written = []
-    recorder = Recorder(
-        Store(engine_for(store_url)), flush_interval=0.05, on_written=written.append
-    )
-    for i in range(30):
-        recorder.submit("5", [record(src=f"10.2.0.{i}")] * 10, [ATTACK] * 10)
+    recorder = Recorder(Store(engine_for(store_url)), on_written=written.append)
+    done = [
+        recorder.submit("5", [record(src=f"10.2.0.{i}")] * 10, [ATTACK] * 10) for i in range(30)
+    ]
+    for future in done:
+        future.result(timeout=60)
+    assert Store(engine_for(store_url)).alert_count() == 300  # stored before the answer
     recorder.close()
     assert sum(written) == 300
-    assert Store(engine_for(store_url)).alert_count() == 300
 
 
-def test_an_absent_store_never_blocks_and_counts_what_it_drops(tmp_path):
-    dropped = []
-    down = "postgresql://postgres@/postgres?host=" + str(tmp_path / "no-server-here")
+def _attacks(n: int, prefix: str) -> list[Classified]:
+    return [Classified(1.0, "5", record(src=f"{prefix}.{i}"), ATTACK) for i in range(n)]
+
+
+def test_a_batch_sent_again_is_stored_once(store_url):
+    """An agent resends a batch whose answer it did not get (a 503 while the batch was still
+    queued, a server killed after the commit): its id makes the store keep it once."""
+    store = ready_store(store_url)
+    first = Batch([*_attacks(5, "10.4.0"), Classified(1.0, "5", record(), NORMAL)], "agent-1.42")
+    found: list = []
+    written = store.write_batches([first, first], new_groups=found)  # twice in one transaction
+    assert (written.stored, written.counted, written.duplicates) == (5, 6, 6)
+    again: list = []
+    other = Batch(_attacks(2, "10.4.1"))  # no id: stored each time
+    written = store.write_batches([first, other, other], new_groups=again)
+    assert (written.stored, written.counted, written.duplicates) == (4, 4, 6)
+    assert len(found) == 5 and sorted(g["src_ip"] for g in again) == ["10.4.1.0", "10.4.1.1"]
+    with store.engine.connect() as connection:
+        assert connection.scalar(select(func.sum(verdict_counts.c.flows))) == 10
+        assert connection.scalar(select(func.count()).select_from(batches)) == 1
+    assert store.alert_count() == 9
+    store.purge(older_than=2.0)  # batch ids go with the retention
+    with store.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(batches)) == 0
+
+
+def test_records_the_store_refuses_do_not_hold_up_the_others(store_url, caplog):
+    """A value too long for its column or a NUL byte (refused by PostgreSQL, kept by SQLite),
+    an integer past 64 bits (refused by both): only those records are left out, logged and
+    counted; the rest of their batch and the batches behind it are stored once."""
+    refused, written = [], []
     recorder = Recorder(
-        Store(engine_for(down)), max_pending=100, flush_interval=0.05, on_dropped=dropped.append
+        Store(engine_for(store_url)), on_written=written.append, on_refused=refused.append
     )
-    started = time.monotonic()
-    for _ in range(10):
-        recorder.submit("5", [record()] * 30, [ATTACK] * 30)
-    assert time.monotonic() - started < 1.0  # the request path only appends to a queue
-    assert recorder.dropped >= 300 - 100 and sum(dropped) == recorder.dropped
-    closer = threading.Thread(target=recorder.close)
-    closer.start()
-    closer.join(15)
+    bad = [
+        record() | {"protocol_type": "p" * 20},
+        record(src="10.9.0.\x00"),
+        record(agent="a\x00b"),
+        record() | {"src_port": 2**70},
+    ]
+    good = [record(src=f"10.9.1.{i}") for i in range(40)]
+    with caplog.at_level(logging.ERROR, logger="desy.serving.store"):
+        mixed = recorder.submit("5", good[:20] + bad + good[20:], [ATTACK] * 44, batch_id="b-1")
+        behind = [
+            recorder.submit("5", [record(src=f"10.9.2.{i}")], [ATTACK], batch_id=f"b-2.{i}")
+            for i in range(5)
+        ]
+        for future in [mixed, *behind]:
+            future.result(timeout=120)
+        again = recorder.submit("5", good[:20] + bad + good[20:], [ATTACK] * 44, batch_id="b-1")
+        again.result(timeout=120)  # sent again: not stored twice
+        recorder.close()
+    rejected = 4 if store_url.startswith("postgresql") else 1
+    assert sum(refused) == rejected
+    assert sum(written) == 40 + 5 + (4 - rejected)
+    with engine_for(store_url).connect() as connection:
+        stored = connection.execute(select(alerts.c.src_ip)).scalars().all()
+    assert sorted(src for src in stored if src[:6] in ("10.9.1", "10.9.2")) == sorted(
+        [f"10.9.1.{i}" for i in range(40)] + [f"10.9.2.{i}" for i in range(5)]
+    )
+    named = [r.getMessage() for r in caplog.records if "refused a record" in r.getMessage()]
+    assert len(named) == rejected and any("1180591620717411303424" in n for n in named)
+    assert not any("[SQL" in r.getMessage() for r in caplog.records)
+
+
+def _down_url(tmp_path) -> str:
+    return "postgresql://postgres@/postgres?host=" + str(tmp_path / "no-server-here")
+
+
+def test_a_store_down_says_so_refuses_past_its_queue_and_counts_the_rest(tmp_path, caplog):
+    dropped, status = [], []
+    with caplog.at_level(logging.ERROR, logger="desy.serving.store"):
+        recorder = Recorder(
+            Store(engine_for(_down_url(tmp_path))),
+            max_pending=100,
+            on_dropped=dropped.append,
+            on_status=status.append,
+        )
+        queued = [recorder.submit("5", [record()] * 30, [ATTACK] * 30) for _ in range(3)]
+        with pytest.raises(QueueFull):
+            recorder.submit("5", [record()] * 30, [ATTACK] * 30)
+        deadline = time.monotonic() + 30
+        while len(status) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status[0].startswith("alert store not ready")
+        assert status[1].startswith("alert store unreachable (preparing its schema): ")
+        assert not any(future.done() for future in queued)
+        closer = threading.Thread(target=recorder.close)
+        closer.start()
+        closer.join(30)
     assert not closer.is_alive()
-    assert sum(dropped) == 300  # the ones queued are counted too when it stops with the store down
+    for future in queued:
+        with pytest.raises(NotWritten):
+            future.result(timeout=0)
+    assert dropped == [90] and recorder.lost == 90
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("90 verdicts could not be written" in line for line in lines) == 1
+    assert not any("[SQL" in line or "10.0.0.1" in line for line in lines)
+
+
+def test_a_locked_store_delays_the_commit_until_it_is_free(tmp_path):
+    """A batch waits, queued, while another process holds SQLite's write lock, and is
+    committed once it lets go."""
+    url = f"sqlite:///{tmp_path}/alerts.db"
+    ready_store(url)
+    recorder = Recorder(Store(engine_for(url)))
+    recorder.submit("5", [record()], [ATTACK]).result(timeout=60)
+    holder = sqlite3.connect(tmp_path / "alerts.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    waiting: Future = recorder.submit("5", [record(src="10.5.0.1")], [ATTACK], batch_id="x")
+    time.sleep(1.0)
+    assert not waiting.done()  # it cannot be: the lock is held
+    holder.execute("ROLLBACK")
+    holder.close()
+    waiting.result(timeout=90)
+    recorder.close()
+    assert Store(engine_for(url)).alert_count() == 2
 
 
 def test_sqlite_keeps_under_its_size_limit_by_dropping_the_oldest(tmp_path):
@@ -371,7 +478,9 @@ def test_migrations_go_down_and_up_again_keeping_the_alerts(store_url):
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0004")
-    assert not {"sources", "users", "sessions"} & set(inspect(store.engine).get_table_names())
+    assert not {"sources", "users", "sessions", "batches"} & set(
+        inspect(store.engine).get_table_names()
+    )
     store = ready_store(store_url)
     store.write([Classified(2.0, "5", record(), ATTACK, Source("eth0", "/var/log/desy"))])
     said = group_alerts(store.engine, GroupKey("dos", "10.0.0.1", "10.0.0.2"), Filters("any"))

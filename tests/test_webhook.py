@@ -56,9 +56,7 @@ def test_new_groups_are_notified_once_batched_and_suppressed_ones_not(tmp_path):
     store.write([Classified(1.0, "6", record(src="10.0.0.1"), ATTACK)])  # an old group
     queries.add_suppression(store.engine, "carol", "lab scanner", src_cidr="10.0.0.9/32")
     hook = Hook()
-    recorder = Recorder(
-        Store(engine_for(url)), flush_interval=0.05, notifier=Notifier(hook.url, interval=0.2)
-    )
+    recorder = Recorder(Store(engine_for(url)), notifier=Notifier(hook.url, interval=0.2))
     for src in ("10.0.0.1", "10.0.0.2", "10.0.0.9", "10.0.0.2", "10.0.0.3"):
         recorder.submit("6", [record(src=src)] * 2, [ATTACK] * 2)
     recorder.close()

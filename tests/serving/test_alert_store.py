@@ -28,9 +28,8 @@ def classify(url: str, flows: list[dict]) -> httpx.Response:
     return answer
 
 
-def test_a_restart_mid_run_loses_no_attack_verdict(model_store, tmp_path, monkeypatch):
+def test_a_restart_mid_run_loses_no_attack_verdict(model_store, tmp_path):
     uri, version = model_store
-    monkeypatch.setenv("DESY_STORE_FLUSH_SECONDS", "600")  # only the shutdown hook writes
     store = f"sqlite:///{tmp_path}/alerts.db"
     flood = [tuple(row.values()) for row in extract_file(PCAPS / "synflood_spoofed.pcap")[0]]
     lab = pd.read_csv(LAB_TABLE)
