@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
-from desy.schema import DIFFICULTY, FEATURE_NAMES, LABEL, Category
+from desy.schema import CATEGORICAL_WIDTHS, DIFFICULTY, FEATURE_NAMES, LABEL, Category
 
 #: Where agents send records.
 CLASSIFY_PATH: Final[str] = "/classify"
@@ -34,6 +34,23 @@ CONTEXT: Final[tuple[tuple[str, str], ...]] = (
     ("end_time", "time"),
     ("agent_id", "agent"),
 )
+#: The longest IPv4 or IPv6 address, and the longest agent id, in characters.
+ADDRESS_WIDTH: Final[int] = 45
+AGENT_ID_WIDTH: Final[int] = 128
+#: The longest value of every text field of a record, in characters (what a PostgreSQL varchar
+#: counts): the server refuses longer ones, and the alert store's columns are as wide.
+TEXT_WIDTHS: Final[dict[str, int]] = {
+    **CATEGORICAL_WIDTHS,
+    "src_ip": ADDRESS_WIDTH,
+    "dst_ip": ADDRESS_WIDTH,
+    "agent_id": AGENT_ID_WIDTH,
+}
+#: Characters no text field holds (a regular expression's class): the C0 controls (NUL, which
+#: PostgreSQL refuses in text, tab, newlines...), DEL and the C1 controls.
+CONTROL_CHARACTERS: Final[str] = "\x00-\x1f\x7f-\x9f"
+#: The latest start_time or end_time accepted: 9999-12-31 23:59:59 UTC, the last second a Python
+#: datetime (the dashboard's) renders. Times are epoch seconds, never negative.
+MAX_TIME: Final[float] = 253_402_300_799.0
 CONTEXT_FIELDS: Final[tuple[str, ...]] = tuple(name for name, _ in CONTEXT)
 ENDPOINT_FIELDS: Final[tuple[str, ...]] = tuple(name for name, kind in CONTEXT if kind != "agent")
 #: What `desy-agent extract` writes for a connection: the features, then the endpoints.

@@ -108,6 +108,9 @@ CATEGORICAL: Final[dict[str, tuple[str, ...]]] = {
     "service": SERVICES,
     "flag": FLAGS,
 }
+#: The longest value of each categorical feature, in characters: what the server accepts (a value
+#: outside the vocabulary too) and the alert store's columns hold.
+CATEGORICAL_WIDTHS: Final[dict[str, int]] = {"protocol_type": 8, "service": 64, "flag": 8}
 
 #: Feature kinds: "cat" categorical, "int" non-negative count, "bool" 0/1, "rate" in [0, 1].
 FEATURES: Final[tuple[tuple[str, str], ...]] = (

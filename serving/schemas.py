@@ -1,8 +1,10 @@
 """Request and response models of POST /classify, built from the one feature schema.
 
-Types are strict: an integer is a JSON integer (not "12", not true, not 1.5), a time or rate a
-finite number, an address a valid IPv4 or IPv6 address (or empty). A bad batch is answered with
-the number of invalid records and the first MAX_ERRORS errors, however many there are.
+Types are strict: an integer is a JSON integer (not "12", not true, not 1.5), a rate a finite
+number, a time epoch seconds from 0 to desy.records.MAX_TIME, an address a plain IPv4 or IPv6 address (no scope id) or empty, a text field no
+longer than the alert store's column (desy.records.TEXT_WIDTHS) and free of control characters:
+whatever is accepted, every store can hold and the dashboard render. A bad batch is answered
+with the number of invalid records and the first MAX_ERRORS errors, however many there are.
 
 The rules are written once (_KINDS) and applied by two validators: msgspec decodes a body
 straight from its bytes into record dicts, several times faster than pydantic; a body it
@@ -12,6 +14,7 @@ refuses is validated again by pydantic (FlowRecord), the authority, whose errors
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -37,47 +40,74 @@ MAX_ERRORS = 20
 MAX_INT = 2**63 - 1
 
 #: Every kind of field (desy.schema features, desy.records context): its JSON type, bounds, and
-#: the default of a context field a record leaves out.
+#: the default of a context field a record leaves out. A text field is also at most as long as
+#: desy.records.TEXT_WIDTHS says, and holds no control character.
 _KINDS: dict[str, tuple[type, dict[str, Any], Any]] = {
-    "cat": (str, {"min_length": 1, "max_length": 64}, ...),
+    "cat": (str, {"min_length": 1}, ...),
     "int": (int, {"ge": 0, "le": MAX_INT}, ...),
     "bool": (int, {"ge": 0, "le": 1}, ...),
     "rate": (float, {"ge": 0.0, "le": 1.0}, ...),
-    "address": (str, {"max_length": 45}, ""),
+    "address": (str, {}, ""),
     "port": (int, {"ge": 0, "le": 65535}, 0),
-    "time": (float, {"ge": 0.0}, 0.0),
-    "agent": (str, {"max_length": 128}, ""),
+    "time": (float, {"ge": 0.0, "le": records.MAX_TIME}, 0.0),
+    "agent": (str, {}, ""),
 }
 _FIELDS = (*schema.FEATURES, *records.CONTEXT)
+_CONTROL = re.compile(f"[{records.CONTROL_CHARACTERS}]")
+
+
+def _bounds(name: str, kind: str) -> dict[str, Any]:
+    bounds = _KINDS[kind][1]
+    if name in records.TEXT_WIDTHS:
+        return {**bounds, "max_length": records.TEXT_WIDTHS[name]}
+    return bounds
+
+
+@lru_cache(maxsize=65_536)
+def _text(value: str) -> str:
+    if found := _CONTROL.search(value):
+        raise ValueError(f"control character U+{ord(found.group()):04X} not allowed")
+    return value
 
 
 @lru_cache(maxsize=65_536)
 def _address(value: str) -> str:
+    if "%" in value:  # Python reads fe80::1%eth0 as an address with a scope id
+        raise ValueError("an address with a scope id (%) is not allowed")
     if value:
         ipaddress.ip_address(value)  # ValueError → a validation error naming the field
     return value
 
 
+#: What the OpenAPI document says of a text field: no control character.
+_TEXT_SCHEMA = {"pattern": f"^[^{records.CONTROL_CHARACTERS}]*$"}
 _ADDRESS_SCHEMA = WithJsonSchema(
     {
         "anyOf": [
-            {"type": "string", "format": "ipv4"},
-            {"type": "string", "format": "ipv6"},
+            {"type": "string", "format": "ipv4", "pattern": "^[^%]*$"},
+            {"type": "string", "format": "ipv6", "pattern": "^[^%]*$"},
             {"const": ""},
         ]
     }
 )
 
 
-def _pydantic_type(kind: str) -> Any:
-    python_type, bounds, _ = _KINDS[kind]
-    finite = {"allow_inf_nan": False} if python_type is float else {}
-    checks = (AfterValidator(_address), _ADDRESS_SCHEMA) if kind == "address" else ()
-    return Annotated[python_type, Field(strict=True, **bounds, **finite), *checks]
+def _pydantic_type(name: str, kind: str) -> Any:
+    python_type = _KINDS[kind][0]
+    field: dict[str, Any] = {"strict": True, **_bounds(name, kind)}
+    checks: tuple[Any, ...] = ()
+    if python_type is float:
+        field["allow_inf_nan"] = False
+    if kind == "address":
+        checks = (AfterValidator(_address), _ADDRESS_SCHEMA)
+    elif python_type is str:
+        field["json_schema_extra"], checks = _TEXT_SCHEMA, (AfterValidator(_text),)
+    return Annotated[python_type, Field(**field), *checks]
 
 
 def _msgspec_field(name: str, kind: str) -> tuple:
-    python_type, bounds, default = _KINDS[kind]
+    python_type, _, default = _KINDS[kind]
+    bounds = _bounds(name, kind)
     finite = {"le": sys.float_info.max} if python_type is float and "le" not in bounds else {}
     typed = Annotated[python_type, msgspec.Meta(**bounds, **finite)]
     return (name, typed) if default is ... else (name, typed, default)
@@ -88,7 +118,7 @@ def _msgspec_field(name: str, kind: str) -> tuple:
 FlowRecord = create_model(
     "FlowRecord",
     __config__=ConfigDict(extra="ignore"),
-    **{name: (_pydantic_type(kind), _KINDS[kind][2]) for name, kind in _FIELDS},
+    **{name: (_pydantic_type(name, kind), _KINDS[kind][2]) for name, kind in _FIELDS},
 )
 _RECORDS = TypeAdapter(list[FlowRecord])
 _RECORD = TypeAdapter(FlowRecord)
@@ -102,6 +132,7 @@ _FAST_BODY = msgspec.json.Decoder(
     )
 )
 _ADDRESS_FIELDS = tuple(name for name, kind in records.CONTEXT if kind == "address")
+_TEXT_FIELDS = tuple(name for name, kind in _FIELDS if _KINDS[kind][0] is str and kind != "address")
 
 
 class Records(list):
@@ -110,12 +141,14 @@ class Records(list):
 
 def fast_records(body: bytes | str) -> Records | None:
     """The records of a valid body, decoded by msgspec, every field set (as pydantic sets them);
-    None if msgspec or an address refuses it (pydantic then decides, and names the errors)."""
+    None if msgspec or a check of the values refuses it (pydantic then decides, and names the
+    errors)."""
     try:
         flows = _FAST_BODY.decode(body).flows
-        for name in _ADDRESS_FIELDS:
-            for address in {getattr(flow, name) for flow in flows}:
-                _address(address)
+        for names, check in ((_ADDRESS_FIELDS, _address), (_TEXT_FIELDS, _text)):
+            for name in names:
+                for value in {getattr(flow, name) for flow in flows}:
+                    check(value)
     except (msgspec.DecodeError, ValueError):  # msgspec.ValidationError is a DecodeError
         return None
     return Records(msgspec.to_builtins(flows))
