@@ -33,7 +33,6 @@ from typing import Any
 
 import anyio.to_thread
 import bentoml
-from bentoml.exceptions import ServiceUnavailable
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
@@ -228,7 +227,7 @@ class DesyNids:
         """The answer, and the store's commit of the verdicts to wait for (None: no store)."""
         champion = self.champion
         if champion is None:
-            raise ServiceUnavailable(self.load_error or "model still loading")
+            return _unavailable(self.load_error or "model still loading"), None
         try:
             records = validate_flows(flows)
         except BadRecords as bad:
