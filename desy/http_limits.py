@@ -1,19 +1,33 @@
-"""Limits on a connection's request headers, for the servers uvicorn runs (model server, dashboard).
+"""Limits on a connection's requests, for the servers uvicorn runs (model server, dashboard).
 
-uvicorn waits for request headers for ever, and its httptools protocol buffers them without
-bound (a client sent 2.9 GB of header lines in 5 s). Patched into both of its HTTP/1.1 protocols
-(h11's and httptools'): a connection whose request headers are not complete `seconds` after it
-opened, or after its previous response, is closed; one whose headers outgrow `max_bytes` is
-answered 431 and closed.
+uvicorn waits for request headers and bodies for ever, and its httptools protocol buffers
+headers without bound (a client sent 2.9 GB of header lines in 5 s). Patched into both of its
+HTTP/1.1 protocols (h11's and httptools'):
+
+- a connection whose request headers are not complete `seconds` after it opened, or after its
+  previous response, is closed;
+- a request whose headers outgrow `max_bytes` is answered 431 and its connection closed before
+  the app sees it: counted while they arrive (over as many reads as they take) and again once
+  parsed (headers that came in one write, or pipelined behind another request);
+- a request whose body is not complete `body_seconds` after its headers is closed (slow bodies
+  held the dashboard's descriptors for ever).
+
+Descriptors: each slow client holds one until its time is up, so limit_headers also raises the
+process's soft limit of open files to its hard limit (as nginx's worker_rlimit_nofile): 1,030
+slow clients exhausted a soft limit of 1,024; the hard one (1,048,576 in Docker's default) is
+what the host allows.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 from typing import Any
 
 #: As h11's own limit; nginx allows 32 KiB. DeSy's clients send a few hundred bytes.
 MAX_HEADER_BYTES = 16 * 1024
+#: How long a refused connection is read from (and what it sends dropped) before it is closed.
+LINGER_SECONDS = 2.0
 _MESSAGE = b"request headers too large\n"
 TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
@@ -21,22 +35,49 @@ TOO_LARGE = (
 )
 
 
-def header_timeout() -> float:
-    """Seconds a connection may take to send its request headers: DESY_HEADER_TIMEOUT, else 10."""
-    raw = os.environ.get("DESY_HEADER_TIMEOUT", "10")
+def _seconds(name: str, default: str) -> float:
+    raw = os.environ.get(name, default)
     try:
         seconds = float(raw)
     except ValueError:
         seconds = 0.0
     if not 0 < seconds < 3600:
-        raise ValueError(f"DESY_HEADER_TIMEOUT must be seconds between 0 and 3600, not {raw!r}")
+        raise ValueError(f"{name} must be seconds between 0 and 3600, not {raw!r}")
     return seconds
 
 
-def limit_headers(seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> None:
-    """Patch uvicorn's HTTP/1.1 protocols; a later call replaces the limits of an earlier one."""
+def header_timeout() -> float:
+    """Seconds a connection may take to send its request headers: DESY_HEADER_TIMEOUT, else 10."""
+    return _seconds("DESY_HEADER_TIMEOUT", "10")
+
+
+def body_timeout() -> float:
+    """Seconds a request may take to send its body once its headers are in: DESY_BODY_TIMEOUT,
+    else 60 (an agent's batch of 16 MiB over 2.3 Mbit/s)."""
+    return _seconds("DESY_BODY_TIMEOUT", "60")
+
+
+def raise_open_files() -> int:
+    """Raise the soft limit of open files to the hard limit; returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):  # not allowed here: keep the soft limit
+            return soft
+        return hard
+    return soft
+
+
+def limit_headers(
+    seconds: float, max_bytes: int = MAX_HEADER_BYTES, body_seconds: float | None = None
+) -> None:
+    """Patch uvicorn's HTTP/1.1 protocols (a later call replaces the limits of an earlier one)
+    and raise the soft limit of open files. body_seconds: body_timeout() unless given."""
+    body_seconds = body_timeout() if body_seconds is None else body_seconds
     for protocol in _protocols():
-        _patch(protocol, seconds, max_bytes)
+        _patch(protocol, seconds, max_bytes, body_seconds)
+    raise_open_files()
 
 
 def _protocols() -> list[type]:
@@ -49,14 +90,41 @@ def _protocols() -> list[type]:
     return [H11Protocol, HttpToolsProtocol]
 
 
-def _patch(protocol_class: type, seconds: float, max_bytes: int) -> None:
+def _header_bytes(target: bytes, headers: Any) -> int:
+    """About the size of a request's parsed headers as sent."""
+    return len(target) + sum(len(name) + len(value) + 4 for name, value in headers)
+
+
+def _refuse(protocol: Any) -> None:
+    """Answer 431 and close, once the client has had LINGER_SECONDS to read it: until then what
+    it still sends is read and dropped (closing with bytes unread resets the connection, and
+    the client may lose the answer). At once if an earlier request on the connection is still
+    being answered: its answer would follow the 431."""
+    transport = protocol.transport
+    if transport.is_closing() or protocol.desy_refused:
+        return
+    protocol.desy_refused = True
+    transport.write(TOO_LARGE)
+    if protocol.cycle is None or protocol.cycle.response_complete:
+        protocol.loop.call_later(LINGER_SECONDS, transport.close)
+    else:
+        transport.close()
+
+
+def _patch(protocol_class: type, seconds: float, max_bytes: int, body_seconds: float) -> None:
     if "desy_originals" not in protocol_class.__dict__:
-        protocol_class.desy_originals = (
-            protocol_class.connection_made,
-            protocol_class.data_received,
-            protocol_class.on_response_complete,
-        )
-    made, received, completed = protocol_class.desy_originals
+        protocol_class.desy_originals = {
+            name: protocol_class.__dict__[name]
+            for name in (
+                "connection_made",
+                "data_received",
+                "on_response_complete",
+                "on_headers_complete",
+                "send_400_response",
+            )
+            if name in protocol_class.__dict__
+        }
+    originals = protocol_class.desy_originals
 
     def await_headers(protocol: Any) -> None:
         """From now, the next request's headers are awaited: a request starts a new cycle once
@@ -72,24 +140,88 @@ def _patch(protocol_class: type, seconds: float, max_bytes: int) -> None:
 
         protocol.loop.call_later(seconds, expire)
 
+    def await_body(protocol: Any, before: Any) -> None:
+        """If a request started since `before`, close its connection should its body not be in
+        within body_seconds."""
+        cycle = protocol.cycle
+        if cycle is None or cycle is before or not cycle.more_body:
+            return
+
+        def expire() -> None:
+            if protocol.cycle is cycle and cycle.more_body:
+                protocol.transport.close()
+
+        protocol.loop.call_later(body_seconds, expire)
+
     def connection_made(self: Any, transport: Any) -> None:
-        made(self, transport)
+        self.desy_refused = False
+        originals["connection_made"](self, transport)
         await_headers(self)
+        if "on_headers_complete" not in originals:  # h11: the parser's events are read here
+            _check_parsed_requests(self, max_bytes)
 
     def data_received(self: Any, data: bytes) -> None:
-        received(self, data)
+        if self.desy_refused:
+            return
+        before = self.cycle
+        originals["data_received"](self, data)
         awaited = self.desy_awaited
         if self.cycle is awaited[0] and not self.transport.is_closing():
             awaited[1] += len(data)
             if awaited[1] > max_bytes:
-                self.transport.write(TOO_LARGE)
-                self.transport.close()
+                _refuse(self)
+        await_body(self, before)
 
     def on_response_complete(self: Any) -> None:
-        completed(self)
+        before = self.cycle
+        originals["on_response_complete"](self)
         if not self.transport.is_closing():
             await_headers(self)
+            await_body(self, before)  # h11 reads a pipelined request now
 
-    protocol_class.connection_made = connection_made
-    protocol_class.data_received = data_received
-    protocol_class.on_response_complete = on_response_complete
+    patched: dict[str, Any] = {
+        "connection_made": connection_made,
+        "data_received": data_received,
+        "on_response_complete": on_response_complete,
+    }
+    if "on_headers_complete" in originals:  # httptools: its parser calls back per request
+
+        def on_headers_complete(self: Any) -> None:
+            if _header_bytes(self.url, self.headers) > max_bytes:
+                _refuse(self)
+                raise ValueError("request headers too large")  # the parser stops here
+            originals["on_headers_complete"](self)
+
+        def send_400_response(self: Any, msg: str) -> None:
+            if not self.desy_refused:  # not after a 431
+                originals["send_400_response"](self, msg)
+
+        patched |= {
+            "on_headers_complete": on_headers_complete,
+            "send_400_response": send_400_response,
+        }
+    for name, method in patched.items():
+        setattr(protocol_class, name, method)
+
+
+def _check_parsed_requests(protocol: Any, max_bytes: int) -> None:
+    """h11: refuse (431) a request whose parsed headers outgrow max_bytes; nothing more is read
+    from its connection."""
+    import h11
+
+    connection = protocol.conn
+    next_event = connection.next_event
+
+    def checked() -> Any:
+        if protocol.desy_refused:
+            return h11.NEED_DATA
+        event = next_event()
+        if (
+            isinstance(event, h11.Request)
+            and _header_bytes(event.target, event.headers) > max_bytes
+        ):
+            _refuse(protocol)
+            return h11.NEED_DATA
+        return event
+
+    connection.next_event = checked
