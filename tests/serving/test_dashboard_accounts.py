@@ -38,13 +38,21 @@ def desy(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 
 @contextmanager
-def running_dashboard(store: str, log: Path, *argv: str, env: dict | None = None) -> Iterator[str]:
-    """A `desy dashboard` process over store; its URL once it answers."""
+def running_dashboard(
+    store: str,
+    log: Path,
+    *argv: str,
+    env: dict | None = None,
+    open_files: tuple[int, int] | None = None,
+) -> Iterator[str]:
+    """A `desy dashboard` process over store (with open_files as its soft and hard limits of
+    open files, if given); its URL once it answers."""
     port = free_port()
     tls = "--ssl-certfile" in argv
+    limits = ["prlimit", "--nofile={}:{}".format(*open_files), "--"] if open_files else []
     web = subprocess.Popen(
-        [sys.executable, "-m", "desy.cli", "dashboard", "--port", str(port), "--store-url", store]
-        + list(argv),
+        [*limits, sys.executable, "-m", "desy.cli", "dashboard", "--port", str(port)]
+        + ["--store-url", store, *argv],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stderr=log.open("w"),
