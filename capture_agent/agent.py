@@ -192,20 +192,20 @@ class Agent:
         """The sender's counters once it has drained (it is killed if it does not report in
         time), {} if it ended without reporting."""
         deadline = time.monotonic() + self.config.drain_timeout + REPORT_GRACE
-        while time.monotonic() < deadline:
-            if self.results.poll(0.5):
-                report = self.results.recv()
-                self.sender.join(timeout=30)
-                return report
-            if not self.sender.is_alive() and not self.results.poll(0):
-                log.error(
-                    "the sender process ended (code %s) without reporting", self.sender.exitcode
-                )
-                return {}
-        log.error("the sender process did not report in time: stopping it")
-        self.sender.kill()
+        while not self.results.poll(0.5):  # a report, or the end of the pipe: the sender is gone
+            if time.monotonic() > deadline:
+                log.error("the sender process did not report in time: stopping it")
+                self.sender.kill()
+                break
+        try:
+            report = self.results.recv() if self.results.poll(0) else {}
+        except EOFError:
+            report = {}
         self.sender.join(timeout=30)
-        return {}
+        if not report:
+            log.error("the sender process ended (code %s) without reporting", self.sender.exitcode)
+        self.outbox.cancel_join_thread()  # nothing more is read from it: never wait on it at exit
+        return report
 
     def _read(self, source: Iterator[tuple[bytes, int, float]]) -> None:
         try:

@@ -424,8 +424,9 @@ class Sender:
         self.counters.send_failures += 1
         self.backoff = min(self.max_backoff, max(0.5, self.backoff * 2, _retry_after(err)))
         self.retry_at = time.monotonic() + self.backoff
+        why = f"HTTP {err.response.status_code}" if isinstance(err, httpx.HTTPStatusError) else err
         log.warning(
-            "server unavailable (%s); retrying in %.1f s, spooling meanwhile", err, self.backoff
+            "server unavailable (%s); retrying in %.1f s, spooling meanwhile", why, self.backoff
         )
 
     def _refused(self, err: Refused) -> None:
@@ -485,9 +486,10 @@ class Sender:
 
 def _retry_after(err: Exception) -> float:
     """The seconds a 503 or 429 answer asks to wait (its Retry-After), else 0."""
-    response = getattr(err, "response", None) if isinstance(err, httpx.HTTPStatusError) else None
+    if not isinstance(err, httpx.HTTPStatusError):
+        return 0.0
     try:
-        return float(response.headers.get("Retry-After", 0)) if response is not None else 0.0
+        return float(err.response.headers.get("Retry-After", 0))
     except ValueError:
         return 0.0
 

@@ -57,6 +57,7 @@ def write_all(fd: int, data: bytes, end: int) -> OSError | None:
     except OSError as err:
         try:
             os.ftruncate(fd, end)
+            os.lseek(fd, end, os.SEEK_SET)
         except OSError:
             pass  # nothing more can be done: the error is reported anyway
         return err

@@ -11,7 +11,10 @@ from typing import Self
 
 class ClassifyServer:
     """Answers POST /classify: S0/REJ connections are attacks (dos), the rest normal. Records for
-    which `reject` is true get a 400 in the real server's format, naming them if `name_rejected`."""
+    which `reject` is true get a 400 in the real server's format, naming them if `name_rejected`.
+    The n-th request (from 1) for which `fail(n)` is true gets a 503 with Retry-After: 1; with
+    `garbage`, every answer is a 200 that is not JSON. `attempts` holds (batch id, flows, status)
+    of every request."""
 
     def __init__(
         self,
@@ -20,10 +23,14 @@ class ClassifyServer:
         reject=None,
         name_rejected: bool = True,
         tls: tuple[str, str] | None = None,
+        fail=None,
+        garbage: bool = False,
     ) -> None:
         self.received: list[dict] = []
+        self.attempts: list[tuple[str | None, int, int]] = []
         self.token = token
         outer = self
+        lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -31,8 +38,16 @@ class ClassifyServer:
                     return self._reply(401, {"error": "unauthorized"})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 flows = body["flows"]
-                bad = [i for i, f in enumerate(flows) if reject and reject(f)]
-                if bad:
+                with lock:
+                    status = self._status(flows)
+                    outer.attempts.append((self.headers.get("X-Desy-Batch"), len(flows), status))
+                if status == 503:
+                    return self._reply(503, {"error": "store busy"}, {"Retry-After": "1"})
+                if garbage:
+                    outer.received.extend(flows)
+                    return self._reply(200, "<html>proxy error</html>")
+                if status == 400:
+                    bad = [i for i, f in enumerate(flows) if reject(f)]
                     detail = [
                         {"loc": ["flows", i, "src_bytes"], "msg": "bad", "type": "x"}
                         for i in bad[:20]
@@ -54,9 +69,16 @@ class ClassifyServer:
                 ]
                 self._reply(200, {"model_version": "7", "results": results})
 
-            def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
+            def _status(self, flows: list[dict]) -> int:
+                if fail and fail(len(outer.attempts) + 1):
+                    return 503
+                return 400 if reject and any(reject(f) for f in flows) else 200
+
+            def _reply(self, status: int, body: dict | str, headers: dict | None = None) -> None:
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

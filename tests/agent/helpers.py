@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -71,3 +75,63 @@ def extract_file(path: Path) -> tuple[list[dict], Extractor]:
 def write_pcap(path: Path, packets) -> Path:
     wrpcap(str(path), packets)
     return path
+
+
+AGENT = [sys.executable, "-m", "capture_agent.cli"]
+
+
+def agent_argv(pcap: Path, server: str, log_dir: Path, *extra: str) -> list[str]:
+    return [
+        *AGENT,
+        "run",
+        "--pcap",
+        str(pcap),
+        "--server",
+        server,
+        "--log-dir",
+        str(log_dir),
+        *extra,
+    ]
+
+
+def agent_run(
+    pcap: Path,
+    server: str,
+    log_dir: Path,
+    *extra: str,
+    token: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DESY_API_TOKEN"} | (
+        {"DESY_API_TOKEN": token} if token else {}
+    )
+    return subprocess.run(
+        agent_argv(pcap, server, log_dir, "--agent-id", "test-agent", *extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def extracted_rows(pcap: Path, tmp_path: Path) -> int:
+    out = tmp_path / "extract.csv"
+    subprocess.run([*AGENT, "extract", str(pcap), "--out", str(out), "-q"], check=True, timeout=120)
+    return len(out.read_text().splitlines()) - 1
+
+
+def summary_counts(stderr: str) -> dict[str, int]:
+    """The integer counters of the agent's summary line on stderr."""
+    line = next(line for line in stderr.splitlines() if line.startswith("summary: "))
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)(?:, |$)", line)}
+
+
+def add_up(counts: dict[str, int]) -> bool:
+    """Whether every flow of the run (and of the spool at start) is classified, spooled,
+    rejected or lost."""
+    sent = counts["flows_classified"] + counts["flows_spooled"] + counts["flows_rejected"]
+    return (
+        counts["connections_emitted"] + counts["flows_spooled_before"]
+        == sent + counts["flows_lost"]
+    )

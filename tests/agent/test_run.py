@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,51 +16,8 @@ from scapy.layers.l2 import Ether
 from scapy.utils import RawPcapReader, RawPcapWriter, rdpcap
 
 from tests.agent.classify_server import ClassifyServer
-from tests.agent.helpers import extract_file
+from tests.agent.helpers import AGENT, agent_argv, agent_run, extract_file, extracted_rows
 from tests.conftest import PCAPS, free_port
-
-AGENT = [sys.executable, "-m", "capture_agent.cli"]
-
-
-def agent_argv(pcap: Path, server: str, log_dir: Path, *extra: str) -> list[str]:
-    return [
-        *AGENT,
-        "run",
-        "--pcap",
-        str(pcap),
-        "--server",
-        server,
-        "--log-dir",
-        str(log_dir),
-        *extra,
-    ]
-
-
-def agent_run(
-    pcap: Path,
-    server: str,
-    log_dir: Path,
-    *extra: str,
-    token: str | None = None,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DESY_API_TOKEN"} | (
-        {"DESY_API_TOKEN": token} if token else {}
-    )
-    return subprocess.run(
-        agent_argv(pcap, server, log_dir, "--agent-id", "test-agent", *extra),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
-
-
-def extracted_rows(pcap: Path, tmp_path: Path) -> int:
-    out = tmp_path / "extract.csv"
-    subprocess.run([*AGENT, "extract", str(pcap), "--out", str(out), "-q"], check=True, timeout=120)
-    return len(out.read_text().splitlines()) - 1
 
 
 def test_run_logs_one_verdict_per_connection(tmp_path):
