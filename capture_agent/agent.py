@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from capture_agent.client import ClassifyClient, Orphaned, SendCounters, Sender, Spool
+from capture_agent.client import TALLIES, ClassifyClient, Orphaned, SendCounters, Sender, Spool
 from capture_agent.extractor import Extractor
 from capture_agent.logs import FlowLogs, PcapLog, private_dir
 from capture_agent.pcap import CaptureFileError
@@ -51,7 +51,7 @@ class RunConfig:
     capture: str = ""  # the interface or pcap file, told to the server with the log directory
 
 
-def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
+def _sender_main(config: RunConfig, inbox: Any, results: Any, tally: Any) -> None:
     """The sender process: classify rows from inbox, log verdicts, report counters on results
     (also when it fails: then with sender_error)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -74,6 +74,7 @@ def _sender_main(config: RunConfig, inbox: Any, results: Any) -> None:
             config.agent_id,
             config.batch_size,
             config.batch_interval,
+            tally=tally,
         )
         counters = sender.counters
         sender.run(config.drain_timeout)
@@ -119,9 +120,10 @@ class Agent:
         context = multiprocessing.get_context("fork")
         self.outbox = context.Queue(maxsize=config.pending_messages)
         self.results, results = context.Pipe(duplex=False)
+        self.tally = context.Array("q", len(TALLIES), lock=False)  # written by the sender only
         self.sender = context.Process(
             target=_sender_main,
-            args=(config, self.outbox, results),
+            args=(config, self.outbox, results, self.tally),
             name="desy-sender",
             daemon=True,
         )
@@ -190,7 +192,7 @@ class Agent:
 
     def _report_of_sender(self) -> dict[str, Any]:
         """The sender's counters once it has drained (it is killed if it does not report in
-        time), {} if it ended without reporting."""
+        time); if it ended without reporting, what it last tallied."""
         deadline = time.monotonic() + self.config.drain_timeout + REPORT_GRACE
         while not self.results.poll(0.5):  # a report, or the end of the pipe: the sender is gone
             if time.monotonic() > deadline:
@@ -202,10 +204,23 @@ class Agent:
         except EOFError:
             report = {}
         self.sender.join(timeout=30)
-        if not report:
-            log.error("the sender process ended (code %s) without reporting", self.sender.exitcode)
         self.outbox.cancel_join_thread()  # nothing more is read from it: never wait on it at exit
-        return report
+        return report or self._tally_of_dead_sender()
+
+    def _tally_of_dead_sender(self) -> dict[str, Any]:
+        """The counters of a sender that died without reporting: those it tallied, the flows
+        left in the spool, and the rest lost (a batch classified just before it died included)."""
+        error = f"it ended (exit code {self.sender.exitcode}) without reporting"
+        log.error("the sender process failed: %s", error)
+        counters = SendCounters(**dict(zip(TALLIES, self.tally)), sender_error=error)
+        try:
+            counters.flows_spooled = Spool(
+                self.config.log_dir / "spool", self.config.spool_max_bytes
+            ).flow_count()
+        except OSError as err:
+            log.error("cannot count the flows in the spool: %s", err)
+        counters.flows_lost += max(0, counters.residual())
+        return asdict(counters)
 
     def _read(self, source: Iterator[tuple[bytes, int, float]]) -> None:
         try:

@@ -99,10 +99,27 @@ class SendCounters:
     spool_error: str = ""  # why the spool could not be written, if it could not
     sender_error: str = ""  # the error that stopped the sender, if one did
 
+    def tally(self) -> list[int]:
+        """The TALLIES, in order."""
+        return [getattr(self, name) for name in TALLIES]
+
     def residual(self) -> int:
         """Flows received or spooled before that are in no other count."""
         accounted = self.flows_classified + self.flows_spooled + self.flows_rejected
         return self.flows_received + self.flows_spooled_before - accounted - self.flows_lost
+
+
+#: The counters the sender keeps up to date in shared memory while it runs, so that the main
+#: process knows them even if the sender is killed.
+TALLIES = (
+    "flows_received",
+    "flows_spooled_before",
+    "flows_classified",
+    "flows_rejected",
+    "flows_lost",
+    "batches_sent",
+    "send_failures",
+)
 
 
 class ClassifyClient:
@@ -302,8 +319,11 @@ class Sender:
         batch_size: int = 256,
         batch_interval: float = 1.0,
         max_backoff: float = 30.0,
+        tally: Any = None,
     ) -> None:
+        """tally: a shared array of len(TALLIES) integers kept up to date, if given."""
         self.client, self.spool, self.on_batch, self.inbox = client, spool, on_batch, inbox
+        self.tally = tally
         self.agent_id = agent_id
         self.batch_size, self.batch_interval, self.max_backoff = (
             batch_size,
@@ -323,6 +343,7 @@ class Sender:
         c = self.counters
         try:
             c.flows_spooled_before = self.spool.flow_count()
+            self._publish()
             self._collect()
             if self.batch:
                 self._send(self.batch)
@@ -359,6 +380,7 @@ class Sender:
             if item and not self.batch:
                 started = time.monotonic()
             self.counters.flows_received += len(item)
+            self._publish()
             self.batch.extend(record(row, agent_id) for row in item)
             while len(self.batch) >= self.batch_size:
                 self._send(self.batch[: self.batch_size])
@@ -367,6 +389,11 @@ class Sender:
                 self._send(self.batch)
                 self.batch = []
             self._retry_spool()
+            self._publish()
+
+    def _publish(self) -> None:
+        if self.tally is not None:
+            self.tally[:] = self.counters.tally()
 
     def _send(self, batch: list[Record]) -> None:
         """Classify a newly formed batch (under a new id), or spool it."""
@@ -418,6 +445,7 @@ class Sender:
         if records:
             self.counters.batches_sent += 1
             self.counters.flows_classified += len(records)
+            self._publish()
             self.on_batch(records, verdicts)
 
     def _failed(self, err: Exception) -> None:
@@ -449,6 +477,7 @@ class Sender:
         if not self.counters.flows_lost:
             log.error("%s: %d flows dropped, and every batch it cannot hold", reason, len(batch))
         self.counters.flows_lost += len(batch)
+        self._publish()
 
     def _retry_spool(self, deadline: float = float("inf")) -> None:
         """Send spooled batches, oldest first, while the server answers (until deadline)."""
