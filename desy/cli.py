@@ -120,6 +120,22 @@ AgentsFile = Annotated[
 ]
 
 
+def _check_agents_file(path: Path) -> None:
+    """Exit with a clear error unless path is a valid agents file; warn if it enables none."""
+    from desy.agents import AgentsError, load
+
+    if not path.is_file():
+        typer.echo(f"error: no agents file {path}: create it with `desy agents add ID`", err=True)
+        raise typer.Exit(2)
+    try:
+        agents = load(path)
+    except AgentsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not any(agent.enabled for agent in agents):
+        typer.echo(f"warning: {path} enables no agent: every agent is refused", err=True)
+
+
 def refuse_open_without_token(
     host: str, token: object, insecure: bool, variable: str, other: str = ""
 ) -> None:
@@ -159,11 +175,8 @@ def serve(
     """Serve models:/desy-nids@champion over HTTP(S) with BentoML (POST /classify, /livez, /readyz, /metrics)."""
     check_tls(ssl_certfile, ssl_keyfile)
     _check_header_timeout()
-    if agents_file is not None and not agents_file.is_file():
-        typer.echo(
-            f"error: no agents file {agents_file}: create it with `desy agents add ID`", err=True
-        )
-        raise typer.Exit(2)
+    if agents_file is not None:
+        _check_agents_file(agents_file)
     refuse_open_without_token(host, token or agents_file, insecure, "DESY_API_TOKEN")
     workers = workers or cpus.usable()
     beside = Path(sys.executable).with_name("bentoml")  # the bentoml of this environment first

@@ -1,9 +1,11 @@
 """The agents file: tokens kept only as hashes, ids checked, disable, a changed file re-read,
-a broken or missing one refusing everyone."""
+a broken one named in the log while the last good agents are kept, a missing one refusing
+everyone."""
 
 from __future__ import annotations
 
 import json
+import logging
 import stat
 
 import pytest
@@ -33,13 +35,55 @@ def test_tokens_are_kept_as_hashes_and_agents_can_be_disabled(tmp_path):
         disable(path, "nobody")
 
 
-def test_a_broken_or_missing_file_refuses_everyone(tmp_path):
+def test_a_broken_file_is_logged_once_and_the_last_good_agents_kept(tmp_path, caplog):
     path = tmp_path / "agents.json"
     token = add(path, "sensor-a")
     registry = Registry(path)
     path.write_text(json.dumps({"agents": [{"id": "x"}]}))
-    assert registry.agent_for(token) is None
-    with pytest.raises(AgentsError):
+    with caplog.at_level(logging.ERROR, logger="desy.agents"):
+        for _ in range(5):  # many requests, one change: one line
+            assert registry.agent_for(token) == "sensor-a"
+    (line,) = caplog.messages
+    assert str(path) in line and "not an agents file" in line and "keeping the 1" in line
+    path.write_text("{")  # another change: another line
+    with caplog.at_level(logging.ERROR, logger="desy.agents"):
+        assert registry.agent_for(token) == "sensor-a"
+    assert len(caplog.messages) == 2
+    path.unlink()  # removed: every agent refused
+    with caplog.at_level(logging.ERROR, logger="desy.agents"):
+        assert registry.agent_for(token) is None
+        assert registry.agent_for(token) is None
+    assert len(caplog.messages) == 3 and "every agent is refused" in caplog.messages[2]
+    assert add(path, "sensor-b") and registry.agent_for(token) is None
+
+
+GOOD = {"id": "sensor-a", "token_sha256": "0" * 64, "enabled": True}
+
+
+@pytest.mark.parametrize(
+    "content, fault",
+    [
+        ("", "Expecting value"),
+        ("[]", "list indices"),
+        ('{"agents": {}}', "not a list"),
+        (json.dumps({"agents": [GOOD, GOOD]}), "appears twice"),
+        (json.dumps({"agents": [GOOD | {"id": "a b"}]}), "bad agent id"),
+        (json.dumps({"agents": [GOOD | {"id": 7}]}), "bad agent id"),
+        (json.dumps({"agents": [GOOD | {"token_sha256": "abc"}]}), "not a SHA-256"),
+        (json.dumps({"agents": [GOOD | {"enabled": "no"}]}), "not true or false"),
+        (json.dumps({"agents": [GOOD | {"role": "admin"}]}), "not {id, token_sha256, enabled}"),
+        (json.dumps({"agents": ["sensor-a"]}), "not {id, token_sha256, enabled}"),
+        (b"\xff\xfe", "utf-8"),
+    ],
+)
+def test_what_is_not_an_agents_file(tmp_path, content, fault):
+    path = tmp_path / "agents.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(AgentsError) as refused:
         load(path)
-    path.unlink()
-    assert registry.agent_for(token) is None
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not an agents file") and fault in message
+    assert "\n" not in message
