@@ -6,6 +6,7 @@ leaked backup lets anyone sign in."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import threading
@@ -133,6 +134,20 @@ def check(engine: Engine, name: str, password: str) -> str | None:
         password_matches(password, decoy)
         return None
     return stored if password_matches(password, stored) else None
+
+
+def device_token(name: str, checked: str) -> str:
+    """What a browser that signed in as name (with the password hash checked) keeps to show it
+    did (dashboard.sign_ins): keyed by the hash, which never leaves the store, so nobody else
+    can make one, and a new password voids it."""
+    return hmac.new(checked.encode(), f"desy-device|{name}".encode(), "sha256").hexdigest()
+
+
+def trusted_device(engine: Engine, name: str, token: str) -> bool:
+    """Whether token is the device token of the account name as its password is now."""
+    with engine.connect() as connection:
+        stored = connection.scalar(select(users.c.password_scrypt).where(users.c.name == name))
+    return stored is not None and secrets.compare_digest(device_token(name, stored), token)
 
 
 def _session_hash(value: str) -> str:

@@ -21,6 +21,7 @@ import time
 import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime
+from math import ceil
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -37,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts import accounts, queries
 from alerts.queries import ACTIONS, ATTACK_CATEGORIES, STATUSES, BadQuery, Filters, GroupKey
+from dashboard.sign_ins import SignIns, keys_for, source_of
 from desy.schema import CATEGORIES, FEATURE_NAMES
 
 HERE = Path(__file__).resolve().parent
@@ -46,9 +48,9 @@ BASIC = HTTPBasic(auto_error=False)
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": 0}
 DEFAULT_RANGE = "24h"
 SESSION_COOKIE = "desy_session"
-#: Sign-ins waiting for their password check past which more are refused (429): checks run one
-#: at a time (alerts.accounts), and a flood of them must not hold the threads pages need.
-SIGN_INS_WAITING = 8
+#: A browser that signed in before: its sign-ins are counted apart (dashboard.sign_ins).
+DEVICE_COOKIE = "desy_device"
+DEVICE_SECONDS = 90 * 86400
 log = logging.getLogger("desy.dashboard")
 
 
@@ -93,7 +95,7 @@ def create_app(
 
     app.state.engine, app.state.token, app.state.local_user = engine, token, local_user
     app.state.open_access = open_access
-    app.state.sign_ins = 0  # waiting for their password check
+    app.state.sign_ins = SignIns()
     app.add_middleware(SameOriginPosts)
 
     @app.exception_handler(BadQuery)
@@ -127,32 +129,44 @@ def create_app(
         password: Annotated[str, Form(max_length=1024)],
         then: Annotated[str, Form(alias="next")] = "/inbox",
     ) -> Response:
-        if app.state.sign_ins >= SIGN_INS_WAITING:
-            return PlainTextResponse("too many sign-ins at once", 429, {"Retry-After": "2"})
-        session = None
+        sign_ins: SignIns = app.state.sign_ins
+        client = request.client.host if request.client else "?"
+        keys = keys_for(name, source_of(client), await _trusted(engine, request, name))
+        context = {"next": _local(then), "name": name}
+        if wait := sign_ins.locked_for(keys):
+            log.warning(
+                "sign-in as %r from %s refused for %.0f s more (%s; %d refused since start)",
+                name, client, wait, sign_ins.said(keys), sign_ins.refused,
+            )  # fmt: skip
+            context["error"] = f"Too many failed sign-ins: try again in {ceil(wait)} s."
+            headers = {"Retry-After": str(ceil(wait))}
+            return TEMPLATES.TemplateResponse(request, "login.html", context, 429, headers)
+        checked = None
         if accounts.USER_NAME.fullmatch(name):  # else nobody's, and not for the database
-            app.state.sign_ins += 1
+            if not sign_ins.enter(keys[-1]):
+                return PlainTextResponse("too many sign-ins at once", 429, {"Retry-After": "2"})
             try:
                 checked = await anyio.to_thread.run_sync(accounts.check, engine, name, password)
             finally:
-                app.state.sign_ins -= 1
-            if checked:
-                start = accounts.start_session
-                session = await anyio.to_thread.run_sync(start, engine, name, checked)
-        if session is None:
-            client = request.client.host if request.client else "?"
-            log.warning("failed sign-in as %r from %s", name, client)
-            context = {"next": _local(then), "name": name, "error": "Wrong user name or password."}
-            return TEMPLATES.TemplateResponse(request, "login.html", context, status_code=401)
-        redirect = RedirectResponse(_local(then), status_code=303)
-        redirect.set_cookie(
-            SESSION_COOKIE,
-            session,
-            max_age=accounts.SESSION_SECONDS,
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
+                sign_ins.leave(keys[-1])
+        session = checked and await anyio.to_thread.run_sync(
+            accounts.start_session, engine, name, checked
         )
+        if not session:
+            sign_ins.failed(keys)
+            log.warning("failed sign-in as %r from %s (%s)", name, client, sign_ins.said(keys))
+            context["error"] = "Wrong user name or password."
+            return TEMPLATES.TemplateResponse(request, "login.html", context, status_code=401)
+        sign_ins.succeeded(keys)
+        redirect = RedirectResponse(_local(then), status_code=303)
+        secure = request.url.scheme == "https"
+        for cookie, value, seconds in (
+            (SESSION_COOKIE, session, accounts.SESSION_SECONDS),
+            (DEVICE_COOKIE, f"{name}:{accounts.device_token(name, checked)}", DEVICE_SECONDS),
+        ):
+            redirect.set_cookie(
+                cookie, value, max_age=seconds, httponly=True, samesite="lax", secure=secure
+            )
         return redirect
 
     @app.post("/logout")
@@ -291,6 +305,15 @@ def create_app(
         return RedirectResponse("/suppressions", status_code=303)
 
     return app
+
+
+async def _trusted(engine: Engine, request: Request, name: str) -> bool:
+    """Whether the browser signing in as name has signed in as name before (its device cookie)."""
+    device = request.cookies.get(DEVICE_COOKIE, "")
+    said, _, token = device.rpartition(":")
+    if said != name or not accounts.USER_NAME.fullmatch(name):
+        return False
+    return await anyio.to_thread.run_sync(accounts.trusted_device, engine, name, token)
 
 
 class SameOriginPosts:
