@@ -50,8 +50,24 @@ class NotWritten(Exception):
 
 
 class _Queued(NamedTuple):
-    batch: Batch
+    """A request's batch as it was queued (made into Classified records by the writer)."""
+
+    at: float
+    model_version: str
+    records: Sequence[Any]
+    verdicts: Sequence[Any]
+    source: Source
+    batch_id: str | None
     done: Future[None]
+
+    def batch(self) -> Batch:
+        return Batch(
+            [
+                Classified(self.at, self.model_version, record, verdict, self.source)
+                for record, verdict in zip(self.records, self.verdicts, strict=True)
+            ],
+            self.batch_id,
+        )
 
 
 class Recorder:
@@ -98,22 +114,20 @@ class Recorder:
         named the batch with; the future is done once the store has committed it (or found it
         stored already), or fails with NotWritten. Never blocks; raises QueueFull if the batch
         does not fit."""
-        at = time.time()
-        items = [
-            Classified(at, model_version, record, verdict, source)
-            for record, verdict in zip(records, verdicts, strict=True)
-        ]
+        if len(records) != len(verdicts):
+            raise ValueError(f"{len(records)} records but {len(verdicts)} verdicts")
         done: Future[None] = Future()
         done.set_running_or_notify_cancel()  # a request that stops waiting cannot cancel it
+        queued = _Queued(time.time(), model_version, records, verdicts, source, batch_id, done)
         with self.wake:
-            if self.stopping.is_set() or self.pending + len(items) > self.max_pending:
+            if self.stopping.is_set():
+                raise QueueFull("the server is stopping")
+            if self.pending + len(verdicts) > self.max_pending:
                 raise QueueFull(
                     f"the alert store's queue is full ({self.pending} verdicts waiting)"
-                    if not self.stopping.is_set()
-                    else "the server is stopping"
                 )
-            self.pending += len(items)
-            self.queue.append(_Queued(Batch(items, batch_id), done))
+            self.pending += len(verdicts)
+            self.queue.append(queued)
             self.wake.notify()
         return done
 
@@ -155,7 +169,7 @@ class Recorder:
     def _write(self, queued: list[_Queued]) -> None:
         new_groups: list[dict[str, Any]] | None = [] if self.notifier else None
         written = self.store.write_batches(
-            [item.batch for item in queued], self.keep_normal, new_groups
+            [item.batch() for item in queued], self.keep_normal, new_groups
         )
         self._done(queued)
         for item in queued:
@@ -189,14 +203,14 @@ class Recorder:
 
     def _done(self, queued: list[_Queued]) -> None:
         with self.wake:
-            self.pending -= sum(len(item.batch.items) for item in queued)
+            self.pending -= sum(len(item.verdicts) for item in queued)
 
     def _abandon(self, queued: list[_Queued]) -> None:
         """Stopping with the store down: the batches are not written."""
         self._done(queued)
         for item in queued:
             item.done.set_exception(NotWritten("the server stopped before the store was back"))
-        self._lose(sum(len(item.batch.items) for item in queued), self.status)
+        self._lose(sum(len(item.verdicts) for item in queued), self.status)
 
     def _lose(self, count: int, why: str) -> None:
         self.lost += count
