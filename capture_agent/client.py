@@ -339,25 +339,22 @@ class Sender:
         drain_timeout seconds. Returns the counters. If the main process dies (Orphaned is
         raised, see capture_agent.agent), the flows in hand are spooled for the next start; if
         anything fails, they are spooled if they can be, the rest counted as lost."""
-        self.batch: list[Record] = []
+        self.batch: list[Record] = []  # rows not yet in a batch
+        self.in_flight: tuple[str, list[Record]] | None = None  # the batch being sent, its id
         c = self.counters
         try:
             c.flows_spooled_before = self.spool.flow_count()
             self._publish()
             self._collect()
-            if self.batch:
-                self._send(self.batch)
-                self.batch = []
+            self._send_rows(len(self.batch))
             self._drain(time.monotonic() + drain_timeout)
         except Orphaned:
-            log.error(
-                "the agent's main process is gone: spooling %d flows and stopping", len(self.batch)
-            )
-            self._to_spool(self.batch)
+            log.error("the agent's main process is gone: spooling the flows in hand and stopping")
+            self._spool_in_hand()
         except Exception as err:
             c.sender_error = f"{type(err).__name__}: {err}"
-            log.exception("the sender failed: spooling %d flows and stopping", len(self.batch))
-            self._to_spool(self.batch)
+            log.exception("the sender failed: spooling the flows in hand and stopping")
+            self._spool_in_hand()
         c.flows_spooled = self.spool.flow_count()
         c.spool_files_corrupt = self.spool.corrupt
         if c.sender_error:
@@ -383,11 +380,9 @@ class Sender:
             self._publish()
             self.batch.extend(record(row, agent_id) for row in item)
             while len(self.batch) >= self.batch_size:
-                self._send(self.batch[: self.batch_size])
-                self.batch = self.batch[self.batch_size :]
+                self._send_rows(self.batch_size)
             if self.batch and time.monotonic() - started >= self.batch_interval:
-                self._send(self.batch)
-                self.batch = []
+                self._send_rows(len(self.batch))
             self._retry_spool()
             self._publish()
 
@@ -395,27 +390,44 @@ class Sender:
         if self.tally is not None:
             self.tally[:] = self.counters.tally()
 
-    def _send(self, batch: list[Record]) -> None:
-        """Classify a newly formed batch (under a new id), or spool it."""
-        batch_id = new_batch_id()
+    def _spool_in_hand(self) -> None:
+        """Spool the batch being sent (under its id) and the rows not yet in a batch."""
+        if self.in_flight is not None:
+            batch_id, batch = self.in_flight
+            self.in_flight = None
+            self._to_spool(batch, batch_id)
+        batch, self.batch = self.batch, []
+        self._to_spool(batch)
+
+    def _send_rows(self, count: int) -> None:
+        """Form a batch of the first `count` rows waiting, under a new id, and send it."""
+        if count:
+            batch, self.batch = self.batch[:count], self.batch[count:]
+            self._send(new_batch_id(), batch)
+
+    def _send(self, batch_id: str, batch: list[Record]) -> None:
+        """Classify a batch, or spool it."""
         if self.counters.refused or self.spool.pending() or time.monotonic() < self.retry_at:
             self._to_spool(batch, batch_id)  # keep order: older spooled batches go first
             return
+        self.in_flight = batch_id, batch
+        classified = None
         try:
             classified = self._classify(batch_id, batch)
         except (httpx.TransportError, httpx.HTTPStatusError) as err:
             self._failed(err)
-            self._to_spool(batch, batch_id)
-            return
         except Refused as err:
             self._refused(err)
-            self._to_spool(batch, batch_id)
-            return
         except ServerError as err:
             log.error("%s; %d flows not classified", err, len(batch))
             self.counters.flows_rejected += len(batch)
+            self.in_flight = None
             return
-        self._deliver(*classified)
+        self.in_flight = None
+        if classified is None:
+            self._to_spool(batch, batch_id)
+        else:
+            self._deliver(*classified)
 
     def _classify(self, batch_id: str, batch: list[Record]) -> Classified:
         """Classify a batch: the records the server rejects are logged and left out (those it
