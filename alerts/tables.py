@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from desy.records import TEXT_WIDTHS
 from desy.schema import FEATURE_NAMES
 
 metadata = MetaData()
@@ -37,20 +38,20 @@ alerts = Table(
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("received_at", Float, nullable=False),  # epoch seconds, when the server classified it
-    Column("agent_id", String(128), nullable=False),
+    Column("agent_id", String(TEXT_WIDTHS["agent_id"]), nullable=False),
     Column("model_version", String(32), nullable=False),
     Column("label", String(8), nullable=False),
     Column("category", String(8), nullable=False),
     Column("attack_probability", Float, nullable=False),
-    Column("src_ip", String(45), nullable=False),
+    Column("src_ip", String(TEXT_WIDTHS["src_ip"]), nullable=False),
     Column("src_port", Integer, nullable=False),
-    Column("dst_ip", String(45), nullable=False),
+    Column("dst_ip", String(TEXT_WIDTHS["dst_ip"]), nullable=False),
     Column("dst_port", Integer, nullable=False),
     Column("start_time", Float, nullable=False),
     Column("end_time", Float, nullable=False),
-    Column("protocol_type", String(8), nullable=False),
-    Column("service", String(64), nullable=False),
-    Column("flag", String(8), nullable=False),
+    Column("protocol_type", String(TEXT_WIDTHS["protocol_type"]), nullable=False),
+    Column("service", String(TEXT_WIDTHS["service"]), nullable=False),
+    Column("flag", String(TEXT_WIDTHS["flag"]), nullable=False),
     Column("features", JSON, nullable=False),  # the 41 feature values, in FEATURE_NAMES order
     Column("status", String(16), nullable=False, server_default="new"),  # new, escalated, archived
     Column(
