@@ -165,8 +165,9 @@ def _patch(protocol_class: type, seconds: float, max_bytes: int, body_seconds: f
             return
         before = self.cycle
         originals["data_received"](self, data)
-        awaited = self.desy_awaited
-        if self.cycle is awaited[0] and not self.transport.is_closing():
+        awaited, cycle = self.desy_awaited, self.cycle
+        # Bytes still arriving for a request answered early (a 413) are its body, not headers.
+        if cycle is awaited[0] and not self.transport.is_closing() and not _in_body(cycle):
             awaited[1] += len(data)
             if awaited[1] > max_bytes:
                 _refuse(self)
@@ -202,6 +203,11 @@ def _patch(protocol_class: type, seconds: float, max_bytes: int, body_seconds: f
         }
     for name, method in patched.items():
         setattr(protocol_class, name, method)
+
+
+def _in_body(cycle: Any) -> bool:
+    """Whether the request of cycle is still receiving its body."""
+    return cycle is not None and cycle.more_body
 
 
 def _check_parsed_requests(protocol: Any, max_bytes: int) -> None:
