@@ -6,6 +6,8 @@ import ipaddress
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -48,6 +50,44 @@ def _store_url(url: str | None) -> str:
         typer.echo(f"error: alert store {url!r}: {err}", err=True)
         raise typer.Exit(2) from None
     return url
+
+
+def _store_name(url: Any) -> str:
+    """What the alert store at url is, for an error message: never its password."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}"
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    return f"PostgreSQL database {parsed.database!r} on {host}:{parsed.port or 5432}"
+
+
+@contextmanager
+def _store_errors(url: Any) -> Iterator[None]:
+    """Exit 1 with one line naming the store and the fault if it cannot be opened or used."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, CommandError, OSError) as err:
+        cause = getattr(err, "orig", None) or err  # the driver's own message
+        reason = next(iter(str(cause).strip().splitlines()), type(cause).__name__)
+        typer.echo(f"error: alert store {_store_name(url)}: {reason}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _open_store(store_url: str | None) -> Engine:
+    """The alert store (the default one if None), migrated; exits with a clear error if it
+    cannot be opened."""
+    from alerts.store import engine_for, migrate
+
+    url = absolute_store(_store_url(store_url))
+    with _store_errors(url):
+        engine = engine_for(url)
+        migrate(engine)
+    return engine
 
 
 def server_home(port: int) -> Path:
@@ -286,16 +326,14 @@ def dashboard(
     import uvicorn
 
     from alerts.accounts import any_users
-    from alerts.store import engine_for, migrate
     from dashboard.app import create_app
     from desy.http_limits import limit_headers
 
     check_tls(ssl_certfile, ssl_keyfile)
     header_seconds = _check_header_timeout()
-    url = absolute_store(_store_url(store_url))
-    engine = engine_for(url)
-    migrate(engine)
-    accounts = any_users(engine)
+    engine = _open_store(store_url)
+    with _store_errors(engine.url):
+        accounts = any_users(engine)
     refuse_open_without_token(
         host, token or accounts, insecure, "DESY_DASHBOARD_TOKEN", " add analysts (desy users add),"
     )
@@ -392,14 +430,6 @@ PasswordStdin = Annotated[
 ]
 
 
-def _accounts_engine(store_url: str | None) -> Engine:
-    from alerts.store import engine_for, migrate
-
-    engine = engine_for(absolute_store(_store_url(store_url)))
-    migrate(engine)
-    return engine
-
-
 def _password(from_stdin: bool) -> str | None:
     """The password on standard input (exits if there is none), or None: make one."""
     if not from_stdin:
@@ -414,8 +444,10 @@ def _on_accounts(store_url: str | None, action: Any, *args: Any) -> Any:
     """action(engine, *args) on the store's accounts; a refusal exits with its reason."""
     from alerts.accounts import AccountError
 
+    engine = _open_store(store_url)
     try:
-        return action(_accounts_engine(store_url), *args)
+        with _store_errors(engine.url):
+            return action(engine, *args)
     except AccountError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -462,7 +494,7 @@ def users_list(store_url: StoreUrl = None) -> None:
 
     from alerts.accounts import list_users
 
-    for name, created in list_users(_accounts_engine(store_url)):
+    for name, created in _on_accounts(store_url, list_users):
         typer.echo(f"{name}\t{time.strftime('%Y-%m-%d %H:%M', time.gmtime(created))}")
 
 
@@ -479,11 +511,14 @@ def feedback_export(
 ) -> None:
     """Write alerts marked false positive or confirmed as labelled flows; `dvc repro` then trains on them."""
     from alerts.feedback import export
-    from alerts.store import engine_for, migrate
 
-    engine = engine_for(absolute_store(_store_url(store_url)))
-    migrate(engine)
-    rows = export(engine, out)
+    engine = _open_store(store_url)
+    with _store_errors(engine.url):
+        try:
+            rows = export(engine, out)
+        except OSError as err:
+            typer.echo(f"error: cannot write {out}: {err}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"{rows} labelled flows from analysts' verdicts written to {out}", err=True)
 
 
