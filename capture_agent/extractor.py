@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from capture_agent.blocks import Block
 from capture_agent.connection import Finished, as_finished
 from capture_agent.decode import Malformed, decode
 from capture_agent.features import RowBuilder
@@ -102,6 +103,13 @@ class Extractor:
     def feed(self, frame: bytes, linktype: int, ts: float) -> list[tuple]:
         """Process one captured frame; returns the rows of connections that ended."""
         return self._rows(self.tracker.feed(frame, linktype, ts))
+
+    def feed_block(self, block: Block) -> list[tuple]:
+        """Process a block of frames; returns the rows of connections that ended."""
+        feed, rows = self.tracker.feed, []
+        for frame, linktype, ts in block.frames():
+            rows += self._rows(feed(frame, linktype, ts))
+        return rows
 
     def tick(self, now: float) -> list[tuple]:
         """Rows of connections idle past their timeout at time now (for a quiet live link)."""
