@@ -14,9 +14,13 @@ ARG BASE=python:3.11-slim-bookworm
 
 # uv from PyPI (no image registry needed), and the lock. pip and uv trust the system's CA
 # store, so a base that trusts a site's TLS-inspecting proxy builds behind it.
+# gcc and Python's headers build the agent's native engine (capture_agent/_engine.c).
 FROM ${BASE} AS uv
 ARG UV_VERSION=0.13.9
-RUN python3 -m venv /opt/uv \
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev python3-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/uv \
     && /opt/uv/bin/pip install --no-cache-dir --quiet --cert /etc/ssl/certs/ca-certificates.crt \
         "uv==${UV_VERSION}"
 ENV PATH=/opt/uv/bin:$PATH \

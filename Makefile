@@ -8,8 +8,10 @@ IFACE ?=
 
 .PHONY: setup repro lab test bench mlflow-ui demo cluster-demo serve clean
 
-setup:  ## install uv if missing, the locked environment with every extra, and NSL-KDD
+setup:  ## install uv if missing, a C compiler (the agent's engine), the locked environment with every extra, and NSL-KDD
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --break-system-packages uv
+	@command -v gcc >/dev/null 2>&1 || { echo "installing gcc to build the agent's native engine" >&2; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev python3-dev; }
 	$(UV) sync --frozen --all-extras
 	$(UV) run dvc pull --quiet data.dvc || { $(UV) run python -c "from pipelines.dataset import DATA_HELP; print(DATA_HELP.format(dir='data/nsl-kdd'))"; exit 1; }
 

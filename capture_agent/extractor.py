@@ -1,28 +1,94 @@
-"""Frames in, connection records out.
+"""Frames in, connection records out: the native engine (capture_agent/_engine.c), configured.
 
-Two stages: the Tracker (decoding and the connection table) turns frames into Finished
-connections; the feature plugins (capture_agent.features) turn those into rows. `Extractor`
-runs both in one thread; `extract_file` can run the tracker in a second process so that a
-pcap is read on both cores.
+The engine decodes each frame, tracks its connection and, when a connection ends, computes its
+row: the 41 features (desy.records.ROW_FIELDS order), then the endpoints and times. What the rules
+need from Python it takes from here once (timeouts, limits, the inspected ports, the error flags)
+or asks as it goes (a service's name once per port, the content features per inspected
+connection). Rules: docs/features.md.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import pickle
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
+from capture_agent._engine import Engine
 from capture_agent.blocks import Block
-from capture_agent.connection import Finished, as_finished
-from capture_agent.decode import Malformed, decode
-from capture_agent.features import RowBuilder
+from capture_agent.features.content import LOGGED_IN_ONLY, NO_CONTENT, content_values
 from capture_agent.pcap import frames
-from capture_agent.table import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, ConnectionTable, Limits, Timeouts
+from capture_agent.services import service
+from desy.schema import HOST_COUNT_CAP, WINDOW_COUNT_CAP
 
-BATCH = 2048
-#: Payload bytes per batch at most (about): a batch is pickled whole to the parent process.
-BATCH_PAYLOAD = 8 * 1024 * 1024
+#: Payload bytes all open connections may keep for content inspection, together.
+MAX_PAYLOAD = 64 * 1024 * 1024
+#: Payload bytes kept each way for content inspection (capture_agent.features.content).
+CONTENT_CAP = 32 * 1024
+#: Responder ports whose payload is kept for content inspection, and the dialect spoken there.
+CONTENT_PORTS: dict[int, str] = {
+    21: "ftp",
+    23: "telnet",
+    25: "smtp",
+    80: "http",
+    110: "pop",
+    143: "imap",
+    512: "rsh",
+    513: "rlogin",
+    514: "rsh",
+    8001: "http",
+    2784: "http",
+}
+#: Flags whose connections count as "SYN errors" and "REJ errors" in the window rates.
+#: From KDDTrain+: among records alone in their window (count == 1), serror_rate is 1 exactly for
+#: S0, S1, S2, S3, SH and rerror_rate exactly for REJ, RSTO, RSTR, RSTOS0. RSTRH and SHR never
+#: occur in the data; they are the responder-side twins of RSTOS0 and SH.
+SERROR_FLAGS = frozenset({"S0", "S1", "S2", "S3", "SH", "SHR"})
+RERROR_FLAGS = frozenset({"REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"})
+#: NSL-KDD's protocol_type by IP protocol number (anything else is counted as tcp).
+PROTOCOL_NAMES = {
+    socket.IPPROTO_TCP: "tcp",
+    socket.IPPROTO_UDP: "udp",
+    socket.IPPROTO_ICMP: "icmp",
+    socket.IPPROTO_ICMPV6: "icmp",
+}
+#: The time window: connections that ended in the last TIME_WINDOW seconds.
+TIME_WINDOW = 2.0
+#: Destination hosts the host window remembers (the least recently seen forgotten first).
+MAX_HOSTS = 65_536
+#: IP datagrams under reassembly at once, and the disjoint spans remembered for each (past that a
+#: crafted datagram's new gaps are checked for faults but not kept); the largest datagram.
+MAX_DATAGRAMS = 16_384
+MAX_SPANS = 64
+MAX_DATAGRAM = 65_535
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Idle timeouts in seconds (trace time)."""
+
+    tcp_attempt: float = 5.0  # SYN with no SYN-ACK yet (S0 candidates)
+    tcp_established: float = 120.0  # established or midstream TCP
+    tcp_closed: float = 2.0  # a closed connection still takes trailing ACKs this long
+    udp: float = 30.0
+    icmp_fragments: float = 30.0  # an ICMP datagram still being fragmented
+    sweep_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """State the table may hold: connections (past it the oldest are evicted, and counted) and
+    payload bytes kept for content inspection by all connections together."""
+
+    connections: int = 262_144
+    payload: int = MAX_PAYLOAD
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -40,143 +106,113 @@ class Counters:
     malformed_reasons: dict[str, int] = field(default_factory=dict)
 
 
-class Tracker:
-    """Decoding and connection tracking: frames in time order → ended connections."""
-
-    def __init__(
-        self, timeouts: Timeouts = DEFAULT_TIMEOUTS, limits: Limits = DEFAULT_LIMITS
-    ) -> None:
-        self.table = ConnectionTable(timeouts, limits)
-        self.counters = Counters()
-        self.latest = float("-inf")
-
-    def feed(self, frame: bytes, linktype: int, ts: float) -> list[Finished]:
-        counters = self.counters
-        counters.packets_seen += 1
-        if ts < self.latest:  # a clock step back: durations and windows must not go negative
-            counters.packets_time_backwards += 1
-            ts = self.latest
-        else:
-            self.latest = ts
-        try:
-            pkt = decode(frame, linktype, ts)
-        except (Malformed, IndexError) as err:
-            counters.packets_malformed += 1
-            reason = str(err) if isinstance(err, Malformed) else "truncated header"
-            counters.malformed_reasons[reason] = counters.malformed_reasons.get(reason, 0) + 1
-            return []
-        if pkt is None:
-            counters.packets_not_ip += 1
-            return []
-        counters.packets_parsed += 1
-        ended = [conn.finish() for conn in self.table.add(pkt)]
-        counters.connections_emitted += len(ended)
-        counters.connections_evicted = self.table.evicted
-        counters.payload_bytes_over_budget = self.table.payload.refused
-        return ended
-
-    def tick(self, now: float) -> list[Finished]:
-        ended = [conn.finish() for conn in self.table.expire(now)]
-        self.counters.connections_emitted += len(ended)
-        return ended
-
-    def finish(self) -> list[Finished]:
-        ended = [conn.finish() for conn in self.table.flush()]
-        self.counters.connections_emitted += len(ended)
-        return ended
+def engine(timeouts: Timeouts = DEFAULT_TIMEOUTS, limits: Limits = DEFAULT_LIMITS) -> Engine:
+    """A native engine with these timeouts and limits and the rules of this module."""
+    return Engine(
+        {
+            "tcp_attempt": timeouts.tcp_attempt,
+            "tcp_established": timeouts.tcp_established,
+            "tcp_closed": timeouts.tcp_closed,
+            "udp": timeouts.udp,
+            "icmp_fragments": timeouts.icmp_fragments,
+            "sweep_interval": timeouts.sweep_interval,
+            "time_window": TIME_WINDOW,
+            "max_connections": limits.connections,
+            "payload_limit": limits.payload,
+            "content_cap": CONTENT_CAP,
+            "content_ports": CONTENT_PORTS,
+            "max_datagrams": MAX_DATAGRAMS,
+            "max_spans": MAX_SPANS,
+            "max_datagram": MAX_DATAGRAM,
+            "max_hosts": MAX_HOSTS,
+            "host_count_cap": HOST_COUNT_CAP,
+            "window_count_cap": WINDOW_COUNT_CAP,
+            "service": service,
+            "content": content_values,
+            "protocol_names": [PROTOCOL_NAMES.get(number, "tcp") for number in range(256)],
+            "serror_flags": SERROR_FLAGS,
+            "rerror_flags": RERROR_FLAGS,
+            "no_content": NO_CONTENT,
+            "logged_in_only": LOGGED_IN_ONLY,
+        }
+    )
 
 
 class Extractor:
-    """Both stages in the calling thread: feed frames in time order, collect the rows
-    (desy.records.ROW_FIELDS order) of connections as they end."""
+    """Feed frames in time order, collect the rows of connections as they end."""
 
     def __init__(
         self, timeouts: Timeouts = DEFAULT_TIMEOUTS, limits: Limits = DEFAULT_LIMITS
     ) -> None:
-        self.tracker = Tracker(timeouts, limits)
-        self.rows = RowBuilder()
+        self.engine = engine(timeouts, limits)
 
     @property
     def counters(self) -> Counters:
-        return self.tracker.counters
+        return Counters(**self.engine.counters())
 
     def feed(self, frame: bytes, linktype: int, ts: float) -> list[tuple]:
         """Process one captured frame; returns the rows of connections that ended."""
-        return self._rows(self.tracker.feed(frame, linktype, ts))
+        return self.engine.feed(frame, linktype, ts)
 
     def feed_block(self, block: Block) -> list[tuple]:
         """Process a block of frames; returns the rows of connections that ended."""
-        feed, rows = self.tracker.feed, []
-        for frame, linktype, ts in block.frames():
-            rows += self._rows(feed(frame, linktype, ts))
-        return rows
+        return self.engine.feed_block(
+            block.data, block.offsets, block.lengths, block.linktypes, block.ts
+        )
 
     def tick(self, now: float) -> list[tuple]:
         """Rows of connections idle past their timeout at time now (for a quiet live link)."""
-        return self._rows(self.tracker.tick(now))
+        return self.engine.tick(now)
 
     def finish(self) -> list[tuple]:
         """Rows of every connection still open (end of input or shutdown)."""
-        return self._rows(self.tracker.finish())
-
-    def _rows(self, ended: list[Finished]) -> list[tuple]:
-        row = self.rows.row
-        return [row(conn) for conn in ended]
+        return self.engine.finish()
 
 
-def _track_file(path: Path, timeouts: Timeouts, limits: Limits, pipe) -> None:
-    """Child process: read and track path, sending batches of plain tuples, then the counters."""
+def extract_file(
+    path: Path,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    limits: Limits = DEFAULT_LIMITS,
+    parallel: bool = False,
+) -> Iterator[tuple[list[tuple], int | Counters]]:
+    """Rows of a capture file, a block at a time, each with the packets read so far; the last
+    batch comes with the final Counters instead.
+
+    parallel: read the file in a child process while this one runs the engine.
+    """
+    extractor = Extractor(timeouts, limits)
+    packets = 0
+    for block in (_read_ahead if parallel else _blocks)(path):
+        packets += len(block)
+        yield extractor.feed_block(block), packets
+    yield extractor.finish(), extractor.counters
+
+
+def _send_blocks(path: Path, pipe: Connection) -> None:
+    """Child process: the file's blocks down the pipe, then None (or the exception that ended
+    the reading)."""
     try:
-        for batch, packets in _tracked_batches(path, timeouts, limits):
-            pipe.send(([tuple(conn) for conn in batch], packets))
-    except Exception as err:  # noqa: BLE001 (any failure is reported in the parent, which raises it)
-        pipe.send(err)
+        for block in _blocks(path):
+            pipe.send_bytes(pickle.dumps(block, pickle.HIGHEST_PROTOCOL))
+        pipe.send_bytes(pickle.dumps(None))
+    except Exception as err:  # noqa: BLE001 (any failure is raised in the parent)
+        pipe.send_bytes(pickle.dumps(err))
     finally:
         pipe.close()
 
 
-def _tracked_batches(
-    path: Path, timeouts: Timeouts, limits: Limits
-) -> Iterator[tuple[list, int | Counters]]:
-    """(ended connections, packets read so far) in batches of at most BATCH connections and
-    about BATCH_PAYLOAD payload bytes; the last item carries the Counters."""
-    tracker = Tracker(timeouts, limits)
-    batch: list[Finished] = []
-    payload = 0
-    for frame, linktype, ts in frames(path):
-        for conn in tracker.feed(frame, linktype, ts):
-            batch.append(conn)
-            payload += len(conn.orig_payload) + len(conn.resp_payload)
-            if len(batch) >= BATCH or payload >= BATCH_PAYLOAD:
-                yield batch, tracker.counters.packets_seen
-                batch, payload = [], 0
-    for conn in tracker.finish():
-        batch.append(conn)
-        payload += len(conn.orig_payload) + len(conn.resp_payload)
-        if len(batch) >= BATCH or payload >= BATCH_PAYLOAD:
-            yield batch, tracker.counters.packets_seen
-            batch, payload = [], 0
-    yield batch, tracker.counters
-
-
-def _received_batches(
-    path: Path, timeouts: Timeouts, limits: Limits
-) -> Iterator[tuple[list, int | Counters]]:
-    """The same batches, tracked by a child process (fork) while the caller computes features."""
+def _read_ahead(path: Path) -> Iterator[Block]:
+    """The blocks of a file, read by a child process (fork) while the caller works."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_track_file, args=(path, timeouts, limits, sender), daemon=True)
+    child = context.Process(target=_send_blocks, args=(path, sender), daemon=True)
     child.start()
     sender.close()
     try:
-        while True:
-            message = receiver.recv()
+        while (message := pickle.loads(receiver.recv_bytes())) is not None:
             if isinstance(message, Exception):
                 raise message
-            batch, progress = message
-            yield [as_finished(values) for values in batch], progress
-            if isinstance(progress, Counters):
-                return
+            yield message
     finally:
         receiver.close()
         child.join(timeout=5)
@@ -184,18 +220,11 @@ def _received_batches(
             child.kill()
 
 
-def extract_file(
-    path: Path,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-    limits: Limits = DEFAULT_LIMITS,
-    parallel: bool = True,
-) -> Iterator[tuple[list[tuple], int | Counters]]:
-    """Rows (desy.records.ROW_FIELDS order) of a capture file in batches, each with the packets
-    read so far; the last batch comes with the final Counters instead.
-
-    parallel: track connections in a child process while this one computes features.
-    """
-    row = RowBuilder().row
-    batches = _received_batches if parallel else _tracked_batches
-    for batch, progress in batches(path, timeouts, limits):
-        yield [row(conn) for conn in batch], progress
+def _blocks(path: Path, size: int = 4096) -> Iterator[Block]:
+    batch: list[tuple[bytes, int, float]] = []
+    for frame in frames(path):
+        batch.append(frame)
+        if len(batch) == size:
+            yield Block.of(batch)
+            batch = []
+    yield Block.of(batch)

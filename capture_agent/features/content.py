@@ -157,6 +157,12 @@ LOGGED_IN_ONLY = tuple(int(name == "logged_in") for name in CONTENT_FEATURES)
 _IN_ORDER = itemgetter(*CONTENT_FEATURES)
 
 
+def content_values(dialect: str, orig: bytes, resp: bytes, established: bool) -> tuple:
+    """The 13 content features of one inspected connection, in CONTENT_FEATURES order (the
+    native engine calls this for each connection to an inspected port)."""
+    return _IN_ORDER(content_features(dialect, orig, resp, established))
+
+
 class ContentFeatures:
     """Content features of inspected connections. Services without a login dialogue are not
     inspected: their logged_in is 1 when the TCP connection was established and both sides sent

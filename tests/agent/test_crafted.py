@@ -12,11 +12,8 @@ import re
 import pytest
 
 from benchmarks import crafted
-from capture_agent.connection import CONTENT_CAP
-from capture_agent.extractor import Extractor
+from capture_agent.extractor import CONTENT_CAP, MAX_SPANS, Extractor, Limits
 from capture_agent.features.content import _command_lines, content_features
-from capture_agent.fragments import MAX_SPANS
-from capture_agent.table import Limits
 from tests.agent.helpers import records
 
 
@@ -60,7 +57,7 @@ def test_content_rules_are_linear(unit):
 def test_one_byte_segments_are_counted_and_capped():
     flows, extractor = run(crafted.one_byte(100_000))
     assert [f["src_bytes"] for f in flows] == [100_000]
-    assert extractor.tracker.table.payload.held == 0  # given back when the connection ended
+    assert extractor.engine.state()["payload_held"] == 0  # given back when the connection ended
 
 
 @pytest.mark.timeout(30)
@@ -70,8 +67,8 @@ def test_overlapping_fragments_keep_bounded_state():
     rows = []
     for t, frame in frames[:-1]:
         rows += extractor.feed(frame, 1, t)
-    (datagram,) = extractor.tracker.table.fragments.datagrams.values()
-    assert len(datagram.starts) <= MAX_SPANS
+    state = extractor.engine.state()
+    assert state["datagrams"] == 1 and state["most_spans"] <= MAX_SPANS
     flows = records(rows + extractor.feed(frames[-1][1], 1, frames[-1][0]) + extractor.finish())
     assert len(flows) == 1 and flows[0]["wrong_fragment"] > 0
 
@@ -79,11 +76,10 @@ def test_overlapping_fragments_keep_bounded_state():
 def test_payload_held_stays_within_the_budget_and_the_rest_is_counted():
     extractor = Extractor(limits=Limits(payload=1024 * 1024))
     flows, _ = run(crafted.http_flood(connections=100), extractor)
-    payload = extractor.tracker.table.payload
     assert len(flows) == 100 and all(f["src_bytes"] == f["dst_bytes"] > 30_000 for f in flows)
-    assert payload.refused == 100 * 2 * (32 * 1024 // 1400) * 1400 - 1024 * 1024
-    assert extractor.counters.payload_bytes_over_budget == payload.refused
-    assert payload.held == 0
+    refused = 100 * 2 * (32 * 1024 // 1400) * 1400 - 1024 * 1024
+    assert extractor.counters.payload_bytes_over_budget == refused
+    assert extractor.engine.state()["payload_held"] == 0
 
 
 def test_a_timestamp_going_backwards_is_clamped_and_counted():
