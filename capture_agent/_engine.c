@@ -1876,7 +1876,22 @@ static PyObject *csv_lines(PyObject *module, PyObject *rows) {
     return text;
 }
 
+static PyObject *endpoints(PyObject *module, PyObject *args) {
+    Py_buffer frame;
+    int linktype;
+    if (!PyArg_ParseTuple(args, "y*i", &frame, &linktype)) return NULL;
+    Packet p;
+    int status = decode(&p, frame.buf, frame.len, linktype);
+    PyBuffer_Release(&frame);
+    if (status != IS_IP) Py_RETURN_NONE;
+    return Py_BuildValue("y#y#iii", p.src.b, (Py_ssize_t)p.src.len, p.dst.b, (Py_ssize_t)p.dst.len,
+                         p.sport, p.dport, p.frag_offset);
+}
+
 static PyMethodDef module_methods[] = {
+    {"endpoints", endpoints, METH_VARARGS,
+     "endpoints(frame, linktype) -> (src, dst, sport, dport, fragment offset), as the engine "
+     "decodes them (addresses as 4 or 16 bytes), or None for a frame that is not IP or is malformed"},
     {"csv_lines", csv_lines, METH_O,
      "csv_lines(rows) -> bytes: each row's values as '%s' writes them, comma-separated, one line each"},
     {NULL}};

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from scapy.utils import RawPcapWriter
 
-from capture_agent.decode import Malformed, decode
+from capture_agent._engine import endpoints
 from capture_agent.logs import private_file
 from capture_agent.pcap import frames
 
@@ -57,17 +57,10 @@ def slice_connection(
             for frame, linktype, ts in frames(path):
                 if not start - SLACK <= ts <= end + SLACK:
                     continue
-                try:
-                    pkt = decode(frame, linktype, ts)
-                except (Malformed, IndexError):
+                pkt = endpoints(frame, linktype)
+                if pkt is None or {pkt[0], pkt[1]} != ends:
                     continue
-                if pkt is None or {pkt.src, pkt.dst} != ends:
-                    continue
-                if (
-                    ports is not None
-                    and not pkt.frag_offset
-                    and (pkt.sport, pkt.dport) not in ports
-                ):
+                if ports is not None and not pkt[4] and pkt[2:4] not in ports:
                     continue
                 if writer is None:
                     writer = RawPcapWriter(
