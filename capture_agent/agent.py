@@ -1,8 +1,9 @@
 """`desy-agent run`: capture → connections → features → server, with local logs.
 
 Two processes, so that neither the capture nor the features wait on HTTP or log writing:
-- this process: a reader thread drains the socket (or pcap) into a queue and writes capture.pcap;
-  the main thread turns frames into connection rows and sends them, in lists, to
+- this process: a reader thread drains the capture ring (or pcap) into a queue of blocks of frames
+  and writes capture.pcap; the main thread turns blocks into connection rows and sends them, in
+  lists, to
 - the sender process, which batches them to the server (spooling when it is down) and writes
   traffic.txt and flows.jsonl as verdicts arrive.
 """
@@ -19,19 +20,23 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from capture_agent.blocks import Block
 from capture_agent.client import TALLIES, ClassifyClient, Orphaned, SendCounters, Sender, Spool
 from capture_agent.extractor import Extractor
 from capture_agent.logs import FlowLogs, PcapLog, private_dir
-from capture_agent.pcap import CaptureFileError
+from capture_agent.pcap import CaptureFileError, frames
 
 log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
 PR_SET_PDEATHSIG = 1  # prctl(2)
 ROWS_PER_MESSAGE = 256  # rows sent to the sender process at a time (or every 0.2 s)
 REPORT_GRACE = 120.0  # seconds past the drain timeout the sender has to report at exit
+REPLAY_BLOCK = 512  # frames per block read from a pcap
+REPLAY_AHEAD = 20  # blocks a pcap replay reads ahead of the features
 
 
 @dataclass
@@ -109,9 +114,11 @@ class Agent:
         self.config = config
         self.live = live
         self.extractor = extractor
-        # Live capture never waits: a full queue drops the frame and counts it. A pcap replay waits
-        # instead (nothing is lost) and reads only a little ahead.
-        self.frames: queue.Queue = queue.Queue(maxsize=config.queue_size if live else 10_000)
+        # Live capture never waits: a block that would take the queue past queue_size frames is
+        # dropped and its frames counted. A pcap replay waits instead (nothing is lost) and reads
+        # only a little ahead.
+        self.blocks: queue.Queue = queue.Queue(maxsize=0 if live else REPLAY_AHEAD)
+        self.frames_queued = self.frames_taken = 0  # each written by one thread only
         self.queue_dropped = 0
         self.capture_error = ""
         self.stopping = threading.Event()
@@ -136,7 +143,7 @@ class Agent:
     def stop(self) -> None:
         self.stopping.set()
 
-    def run(self, source: Iterator[tuple[bytes, int, float]]) -> dict[str, Any]:
+    def run(self, source: Iterator[Block]) -> dict[str, Any]:
         """Process the source until it ends or stop() is called; returns the exit counters."""
         self.sender.start()  # forked before any thread of ours exists
         reader = threading.Thread(
@@ -144,13 +151,14 @@ class Agent:
         )
         reader.start()
         last_tick = last_check = last_report = time.monotonic()
-        while not (self.reader_done.is_set() and self.frames.empty()):
+        while not (self.reader_done.is_set() and self.blocks.empty()):
             try:
-                frame, linktype, ts = self.frames.get(timeout=0.2)
+                block = self.blocks.get(timeout=0.2)
             except queue.Empty:
-                frame = None
-            if frame is not None:
-                self._emit(self.extractor.feed(frame, linktype, ts))
+                block = None
+            if block is not None:
+                self.frames_taken += len(block)
+                self._emit(self.extractor.feed_block(block))
             now = time.monotonic()
             if self.live and now - last_tick >= 1.0:  # idle timeouts on a quiet link
                 last_tick = now
@@ -222,18 +230,19 @@ class Agent:
         counters.flows_lost += max(0, counters.residual())
         return asdict(counters)
 
-    def _read(self, source: Iterator[tuple[bytes, int, float]]) -> None:
+    def _read(self, source: Iterator[Block]) -> None:
         try:
-            for frame, linktype, ts in source:
+            for block in source:
+                if not len(block):
+                    continue
                 if self.pcap_log is None:
                     self.pcap_log = PcapLog(
-                        self.config.log_dir / "capture.pcap", linktype, self.config.pcap_max_bytes
+                        self.config.log_dir / "capture.pcap",
+                        block.linktypes[0],
+                        self.config.pcap_max_bytes,
                     )
-                self.pcap_log.write(frame, linktype, ts)
-                try:
-                    self.frames.put((frame, linktype, ts), block=not self.live)
-                except queue.Full:
-                    self.queue_dropped += 1
+                self.pcap_log.write_block(block)
+                self._queue(block)
                 if self.stopping.is_set():
                     break
         except CaptureFileError as err:
@@ -245,6 +254,17 @@ class Agent:
         finally:
             self.reader_done.set()
 
+    def _queue(self, block: Block) -> None:
+        """Queue block for the features (live: unless that passes queue_size frames)."""
+        if (
+            self.live
+            and self.frames_queued + len(block) - self.frames_taken > self.config.queue_size
+        ):
+            self.queue_dropped += len(block)
+            return
+        self.frames_queued += len(block)
+        self.blocks.put(block)
+
     def _report(self) -> None:
         """A progress line: packets and connections so far, frames waiting."""
         c = self.extractor.counters
@@ -252,7 +272,7 @@ class Agent:
             "%d packets, %d connections, %d frames queued, %d frames dropped",
             c.packets_seen,
             c.connections_emitted,
-            self.frames.qsize(),
+            self.frames_queued - self.frames_taken,
             self.queue_dropped,
         )
 
@@ -280,3 +300,10 @@ class Agent:
         if send:  # connections the sender never took are lost
             send["flows_lost"] += counters["connections_emitted"] - send["flows_received"]
         return counters | send
+
+
+def replay_blocks(path: Path) -> Iterator[Block]:
+    """The frames of a pcap/pcapng file, in blocks of REPLAY_BLOCK."""
+    source = frames(path)
+    while chunk := list(islice(source, REPLAY_BLOCK)):
+        yield Block.of(chunk)

@@ -20,7 +20,7 @@ import typer
 from capture_agent._engine import csv_lines
 from capture_agent.extractor import Counters, Extractor, Limits, Timeouts, extract_file
 from capture_agent.logs import private_file
-from capture_agent.pcap import CaptureFileError, frames
+from capture_agent.pcap import CaptureFileError
 from desy.records import ROW_FIELDS
 
 app = typer.Typer(
@@ -161,7 +161,7 @@ def run(
     max_connections: MaxConnections = 262_144,
 ) -> None:
     """Capture, classify every connection through the server and log it locally."""
-    from capture_agent.agent import Agent, RunConfig
+    from capture_agent.agent import Agent, RunConfig, replay_blocks
 
     if (iface is None) == (pcap is None):
         typer.echo("error: give exactly one of --iface or --pcap", err=True)
@@ -205,9 +205,9 @@ def run(
         except Exception as err:  # noqa: BLE001 (scapy raises its own exception types for a bad filter)
             typer.echo(f"error: cannot capture on {iface}: {err}", err=True)
             raise typer.Exit(2) from None
-        source = capture.frames(lambda: not agent.stopping.is_set())
+        source = capture.blocks(lambda: not agent.stopping.is_set())
     else:
-        source = frames(pcap)
+        source = replay_blocks(pcap)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: agent.stop())
     try:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from capture_agent.blocks import Block
+
 log = logging.getLogger("desy.agent.logs")
 PCAP_HEADER = struct.Struct("<IHHiIII")  # magic, version 2.4, zone, sigfigs, snap length, link type
 PCAP_RECORD = struct.Struct("<IIII")  # seconds, microseconds, captured and original length
@@ -80,7 +82,8 @@ class LostEntries:
 class PcapLog:
     """Raw packets to capture.pcap; when it passes max_bytes it becomes capture.pcap.1 (keeping
     `keep` old files) and a new one starts; a capture.pcap found at start is rotated the same way.
-    Packets are buffered and written at least every flush_interval seconds, whole records only.
+    Packets are buffered, a block at a time, and written at least every flush_interval seconds,
+    whole records only.
     Frames of another link type than the first go to a file of their own,
     capture-linktype<N>.pcap. A packet stamped past 2^32 s (which pcap cannot hold) or that cannot
     be written is counted in `lost`."""
@@ -98,7 +101,7 @@ class PcapLog:
         self.written = 0
         self.lost = LostEntries(path.name)
         self.others: dict[int, PcapLog] = {}
-        self.buffer: list[bytes] = []
+        self.buffer: list[bytes | memoryview] = []
         self.buffered = self.buffered_bytes = 0
         if path.is_symlink():
             raise OSError(f"{path} is a symbolic link: refusing to write through it")
@@ -111,17 +114,29 @@ class PcapLog:
         self.size = 0  # bytes in the file; the header is written with the first packets
         self.last_flush = time.monotonic()
 
-    def write(self, frame: bytes, linktype: int, ts: float) -> None:
-        """Append one frame (to the file of its link type)."""
-        if linktype != self.linktype:
-            other = self.others.get(linktype)
-            if other is None:
-                path = self.path.with_name(f"{self.path.stem}-linktype{linktype}{self.path.suffix}")
-                other = self.others[linktype] = PcapLog(
-                    path, linktype, self.max_bytes, self.keep, self.flush_interval
-                )
-            other.write(frame, linktype, ts)
-            return
+    def write_block(self, block: Block) -> None:
+        """Append a block's frames, each to the file of its link type."""
+        data = memoryview(block.data)
+        for start, size, linktype, ts in zip(
+            block.offsets, block.lengths, block.linktypes, block.ts
+        ):
+            target = self if linktype == self.linktype else self._other(linktype)
+            target._append(data[start : start + size], ts)
+        for target in (self, *self.others.values()):
+            target._flush_if_due()
+
+    def _other(self, linktype: int) -> PcapLog:
+        """The log of frames of another link type than this one's (made on first use)."""
+        other = self.others.get(linktype)
+        if other is None:
+            path = self.path.with_name(f"{self.path.stem}-linktype{linktype}{self.path.suffix}")
+            other = self.others[linktype] = PcapLog(
+                path, linktype, self.max_bytes, self.keep, self.flush_interval
+            )
+        return other
+
+    def _append(self, frame: memoryview, ts: float) -> None:
+        """Buffer one record (rotating first if it fills the file), or count it lost."""
         sec = int(ts)
         usec = min(round((ts - sec) * 1e6), 999_999)
         if not 0 <= sec <= MAX_SECONDS:
@@ -133,7 +148,9 @@ class PcapLog:
         if self.size + self.buffered_bytes >= self.max_bytes:
             self.flush()
             self._rotate()
-        elif (
+
+    def _flush_if_due(self) -> None:
+        if (
             self.buffered_bytes >= FLUSH_BYTES
             or time.monotonic() - self.last_flush >= self.flush_interval
         ):

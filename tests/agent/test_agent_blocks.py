@@ -1,0 +1,72 @@
+"""The agent's per-block flow: capture.pcap written a block at a time, the live queue's drops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scapy.utils import RawPcapReader
+
+from capture_agent.agent import Agent, RunConfig, replay_blocks
+from capture_agent.blocks import Block
+from capture_agent.extractor import Extractor
+from capture_agent.logs import PCAP_RECORD, PcapLog
+from tests.agent.helpers import CLIENT, SERVER, tcp, udp, write_pcap
+
+T0 = 1_700_000_000.0
+
+
+def records_in(path: Path) -> list[tuple[bytes, float]]:
+    with RawPcapReader(str(path)) as reader:
+        return [(data, meta.sec + meta.usec * 1e-6) for data, meta in reader]
+
+
+def frames(count: int, linktype: int = 1) -> list[tuple[bytes, int, float]]:
+    return [(bytes([index % 256]) * 60, linktype, T0 + index * 0.25) for index in range(count)]
+
+
+def test_a_block_goes_to_the_files_of_its_link_types(tmp_path):
+    ether, raw = frames(3), frames(2, linktype=101)
+    late = (b"\x45" * 40, 1, 2.0**32 + 1)  # past what pcap can hold
+    log = PcapLog(tmp_path / "capture.pcap", 1)
+    log.write_block(Block.of([ether[0], raw[0], late, ether[1], raw[1], ether[2]]))
+    log.close()
+    assert records_in(tmp_path / "capture.pcap") == [(f, ts) for f, _, ts in ether]
+    assert records_in(tmp_path / "capture-linktype101.pcap") == [(f, ts) for f, _, ts in raw]
+    assert (log.written_all, log.lost_all) == (5, 1)
+
+
+def test_files_rotate_between_records_of_one_block(tmp_path):
+    record = PCAP_RECORD.size + 60
+    log = PcapLog(tmp_path / "capture.pcap", 1, max_bytes=4 * record)
+    log.write_block(Block.of(frames(10)))
+    log.close()
+    names = ["capture.pcap.2", "capture.pcap.1", "capture.pcap"]
+    assert [len(records_in(tmp_path / name)) for name in names] == [4, 4, 2]
+    written = [record for name in names for record in records_in(tmp_path / name)]
+    assert written == [(f, ts) for f, _, ts in frames(10)]
+
+
+def agent(tmp_path: Path, live: bool, queue_size: int = 200_000) -> Agent:
+    config = RunConfig(tmp_path / "logs", "test", "http://127.0.0.1:9", None, queue_size=queue_size)
+    return Agent(config, Extractor(), live=live)
+
+
+def test_live_blocks_past_the_queue_limit_are_dropped_and_counted(tmp_path):
+    """Nothing takes blocks off the queue here: 3 blocks of 400 frames fit in 1000, 2 do not."""
+    live = agent(tmp_path, live=True, queue_size=1000)
+    live._read(iter([Block.of(frames(400)), Block.of(frames(400)), Block.of(frames(400))]))
+    assert live.blocks.qsize() == 2 and live.queue_dropped == 400
+    assert live.pcap_log is not None
+    live.pcap_log.close()
+    assert live.pcap_log.written == 1200  # all logged all the same
+
+
+def test_a_replay_is_read_in_blocks_of_its_frames(tmp_path):
+    packets = [tcp(CLIENT, SERVER, 40000 + i % 7, 80, "S", t=i * 0.01) for i in range(600)]
+    packets.insert(3, udp(CLIENT, SERVER, 5353, 53, b"q", t=0.02))
+    pcap = write_pcap(tmp_path / "mix.pcap", packets)
+    blocks = list(replay_blocks(pcap))
+    assert [len(block) for block in blocks] == [512, 89]
+    got = [frame for block in blocks for frame in block.frames()]
+    assert [(f, ts) for f, _, ts in got] == records_in(pcap)
+    assert {lt for block in blocks for lt in block.linktypes} == {1}
