@@ -1,4 +1,8 @@
-"""Feature plugins: the row is assembled by name and checked against desy.records at start-up."""
+"""Feature plugins: the row is assembled by name and checked against desy.records at start-up.
+
+The plugins are the oracle's (tests/agent/oracle): the native engine computes the same row in C,
+held to the oracle by test_engine_identical.py.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ import random
 
 import pytest
 
-from capture_agent.extractor import Extractor
-from capture_agent.features import RowBuilder, SchemaMismatch, default_plugins
-from capture_agent.pcap import frames
 from desy.records import ROW_FIELDS
 from desy.schema import FEATURE_NAMES
+from tests.agent.oracle.extractor import Extractor
+from tests.agent.oracle.features import RowBuilder, SchemaMismatch, default_plugins
+from tests.agent.oracle.pcap import frames
 from tests.conftest import PCAPS
 
 

@@ -1,9 +1,13 @@
-"""Traffic-window semantics: inclusion of the connection itself, 2 s expiry, 255-ring, distinct services."""
+"""Traffic-window semantics: inclusion of the connection itself, 2 s expiry, 255-ring, distinct services.
 
-from capture_agent.connection import Finished
-from capture_agent.decode import TCP
-from capture_agent.features.host_window import HostWindow
-from capture_agent.features.time_window import TimeWindow
+On the window plugins of the oracle (tests/agent/oracle, the Python engine the native one is held
+to by test_engine_identical.py): the rules, one connection at a time.
+"""
+
+from tests.agent.oracle.connection import Finished
+from tests.agent.oracle.decode import TCP
+from tests.agent.oracle.features.host_window import HostWindow
+from tests.agent.oracle.features.time_window import TimeWindow
 
 H1, H2 = b"\x0a\0\0\x01", b"\x0a\0\0\x02"
 
