@@ -289,12 +289,12 @@ def ipv6_extensions() -> list[Frame]:
         (IPv6ExtHdrHopByHop(),),
         (IPv6ExtHdrRouting(addresses=["2001:db8::9"]),),
         (IPv6ExtHdrDestOpt(),),
-        (AH(spi=1, icv=b"\0" * 12),),
+        (AH(spi=1, icv=b"\0" * 12, payloadlen=4),),
         (
             IPv6ExtHdrHopByHop(),
             IPv6ExtHdrDestOpt(),
             IPv6ExtHdrRouting(),
-            AH(spi=2, icv=b"\0" * 12),
+            AH(spi=2, icv=b"\0" * 12, payloadlen=4),
             IPv6ExtHdrDestOpt(),
         ),
     ]
@@ -319,12 +319,22 @@ def ipv6_extensions() -> list[Frame]:
         IPv6(src=a, dst=b, nh=59) / b"",
         IPv6(src=a, dst=b) / IPv6ExtHdrHopByHop(nh=60, len=200),
         IP(src="10.0.0.1", dst="10.0.0.2")
-        / AH(spi=3, icv=b"\0" * 12)
+        / AH(spi=3, icv=b"\0" * 12, payloadlen=4)
         / UDP(sport=1, dport=2)
         / b"ah4",
         IP(src="10.0.0.1", dst="10.0.0.2", options=[b"\x01" * 8]) / UDP(sport=1, dport=2) / b"opt",
     ]
-    return scapy_frames([_eth(p) for p in packets])
+    return scapy_frames([_eth(_bind_ah(p)) for p in packets])
+
+
+def _bind_ah(packet):
+    """The packet with each AH header's next header naming the layer after it (scapy leaves 0)."""
+    layer = packet
+    while layer.payload:
+        if isinstance(layer, AH):
+            layer.nh = {TCP: 6, UDP: 17}.get(type(layer.payload), 60)
+        layer = layer.payload
+    return packet
 
 
 def content() -> list[Frame]:

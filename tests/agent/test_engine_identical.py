@@ -272,6 +272,11 @@ def captures(tmp_path_factory) -> Captures:
 # ---- files through the CLI and extract_file -------------------------------------------------
 
 
+def test_every_shared_capture_is_compared():
+    names = capture_names()
+    assert sum(name.startswith("shared/") for name in names) >= 12, SHARED_PCAPS
+
+
 @pytest.mark.parametrize(("name", "options", "workers"), cases())
 def test_extract_writes_the_oracles_csv_and_counts(captures, tmp_path, name, options, workers):
     path = captures.path(name)
