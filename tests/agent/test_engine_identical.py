@@ -124,14 +124,15 @@ def restamped(frames: list[streams.Frame], t0: float, step: float) -> list[strea
     return [(frame, linktype, t0 + i * step) for i, (frame, linktype, _) in enumerate(frames)]
 
 
-def crafted_frames(frames: list[crafted.Frame]) -> list[streams.Frame]:
-    return [(frame, 1, t) for t, frame in frames]
-
-
-def cut(path: Path, at: Callable[[bytes], int], out: Path) -> Path:
-    data = path.read_bytes()
-    out.write_bytes(data[: at(data)])
+def cut(whole: Path, keep: int, out: Path) -> Path:
+    """out holds whole's first keep bytes (negative: all but the last -keep)."""
+    out.write_bytes(whole.read_bytes()[:keep])
     return out
+
+
+#: The second record header of a pcap of streams.content(): after the file header (24 bytes) and
+#: the first record (16 + a 54-byte SYN).
+SECOND_RECORD = 24 + 16 + 54
 
 
 def write_capture(name: str, directory: Path) -> Path:
@@ -154,6 +155,10 @@ def nanosecond(path: Path) -> Path:
     return streams.write_pcap(path, frames, nano=True)
 
 
+def content_pcap(path: Path) -> Path:
+    return streams.write_pcap(path, streams.content())
+
+
 def two_interfaces(path: Path) -> Path:
     """Ethernet (nanosecond if_tsresol) and raw IP (microseconds) interleaved in one pcapng."""
     raw = restamped(streams.link_types()[streams.RAW], streams.T0 + 0.0005, 0.003)
@@ -173,15 +178,11 @@ OTHER_CAPTURES: dict[str, Callable[[Path], Path]] = {
     "snaplen_64.pcap": lambda p: streams.write_pcap(p, streams.content(), snaplen=64),
     "two_interfaces.pcapng": two_interfaces,
     "far_future.pcapng": far_future,
-    "cut_in_data.pcap": lambda p: cut(
-        streams.write_pcap(p.with_suffix(".whole"), streams.content()), lambda d: len(d) - 7, p
-    ),
+    "cut_in_data.pcap": lambda p: cut(content_pcap(p.with_suffix(".whole")), -7, p),
     "cut_in_header.pcap": lambda p: cut(
-        streams.write_pcap(p.with_suffix(".whole"), streams.content()), lambda d: 24 + 16 + 80, p
+        content_pcap(p.with_suffix(".whole")), SECOND_RECORD + 9, p
     ),
-    "cut_in_block.pcapng": lambda p: cut(
-        two_interfaces(p.with_suffix(".whole")), lambda d: len(d) - 9, p
-    ),
+    "cut_in_block.pcapng": lambda p: cut(two_interfaces(p.with_suffix(".whole")), -9, p),
 }
 CRAFTED: dict[str, Callable[[], list[crafted.Frame]]] = {
     "telnet_root": crafted.telnet_root,
