@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,14 @@ from capture_agent.blocks import Block
 from capture_agent.client import TALLIES, ClassifyClient, Orphaned, SendCounters, Sender, Spool
 from capture_agent.extractor import Extractor
 from capture_agent.logs import FlowLogs, PcapLog, private_dir
-from capture_agent.pcap import CaptureFileError, frames
+from capture_agent.pcap import CaptureFileError
 
 log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
 PR_SET_PDEATHSIG = 1  # prctl(2)
 ROWS_PER_MESSAGE = 256  # rows sent to the sender process at a time (or every 0.2 s)
 REPORT_GRACE = 120.0  # seconds past the drain timeout the sender has to report at exit
-REPLAY_BLOCK = 512  # frames per block read from a pcap
+REPLAY_BLOCK = 512  # frames per block read from a pcap (capture_agent.pcap.blocks)
 REPLAY_AHEAD = 20  # blocks a pcap replay reads ahead of the features
 
 
@@ -300,10 +299,3 @@ class Agent:
         if send:  # connections the sender never took are lost
             send["flows_lost"] += counters["connections_emitted"] - send["flows_received"]
         return counters | send
-
-
-def replay_blocks(path: Path) -> Iterator[Block]:
-    """The frames of a pcap/pcapng file, in blocks of REPLAY_BLOCK."""
-    source = frames(path)
-    while chunk := list(islice(source, REPLAY_BLOCK)):
-        yield Block.of(chunk)

@@ -20,7 +20,7 @@ import typer
 from capture_agent._engine import csv_lines
 from capture_agent.extractor import Counters, Extractor, Limits, Timeouts, extract_file
 from capture_agent.logs import private_file
-from capture_agent.pcap import CaptureFileError
+from capture_agent.pcap import CaptureFileError, blocks
 from desy.records import ROW_FIELDS
 
 app = typer.Typer(
@@ -161,7 +161,7 @@ def run(
     max_connections: MaxConnections = 262_144,
 ) -> None:
     """Capture, classify every connection through the server and log it locally."""
-    from capture_agent.agent import Agent, RunConfig, replay_blocks
+    from capture_agent.agent import REPLAY_BLOCK, Agent, RunConfig
 
     if (iface is None) == (pcap is None):
         typer.echo("error: give exactly one of --iface or --pcap", err=True)
@@ -207,7 +207,7 @@ def run(
             raise typer.Exit(2) from None
         source = capture.blocks(lambda: not agent.stopping.is_set())
     else:
-        source = replay_blocks(pcap)
+        source = blocks(pcap, REPLAY_BLOCK)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: agent.stop())
     try:

@@ -89,15 +89,24 @@ def probe(iface: str, send: Callable[[], None], wanted: int, bpf: str | None = N
         capture.close()
 
 
-def tun(name: str, bpf: str) -> dict:
+def tun_traffic(fd: int) -> None:
     """An echo request written into the tun (the kernel answers) and a datagram sent out of it."""
+    os.write(fd, bytes(IP(src=TUN_FAR, dst=TUN_NEAR) / ICMP(id=7) / (b"x" * 32)))
+    udp_to(TUN_FAR)
+
+
+def tun(name: str, bpf: str) -> dict:
     fd = open_tun(name)
+    return probe(name, lambda: tun_traffic(fd), 1 if bpf == "udp" else 3, bpf)
 
-    def send() -> None:
-        os.write(fd, bytes(IP(src=TUN_FAR, dst=TUN_NEAR) / ICMP(id=7) / (b"x" * 32)))
-        udp_to(TUN_FAR)
 
-    return probe(name, send, 1 if bpf == "udp" else 3, bpf)
+def keep_tun(name: str) -> None:
+    """Hold tun device name open for another process to capture on: say "ready", then send the
+    tun's traffic for each line read, until the end of input."""
+    fd = open_tun(name)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        tun_traffic(fd)
 
 
 def unknown(name: str) -> dict:
@@ -128,13 +137,22 @@ def vlan(name: str) -> dict:
     sh("ip", "link", "add", name, "type", "veth", "peer", f"{name}p")
     sh("ip", "link", "set", name, "up")
     sh("ip", "link", "set", f"{name}p", "up")
-    frame = bytes(Ether(src=MAC_NEAR, dst=MAC_FAR) / Dot1Q(vlan=5) / IP(src=NEAR, dst=FAR) / UDP(dport=53) / b"desy")
+    frame = bytes(
+        Ether(src=MAC_NEAR, dst=MAC_FAR)
+        / Dot1Q(vlan=5)
+        / IP(src=NEAR, dst=FAR)
+        / UDP(dport=53)
+        / b"desy"
+    )
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as out:
         out.bind((f"{name}p", 0))
         return probe(name, lambda: out.send(frame), 1) | {"sent": frame.hex()}
 
 
 def main(scenario: str, iface: str, peer: str = "") -> None:
+    if scenario == "keep":
+        keep_tun(iface)
+        return
     if scenario == "veth":
         sh("ping", "-c", "1", "-W", "5", peer)  # resolves the neighbour first
         result = probe(iface, lambda: udp_to(peer), 1, f"udp and host {peer}")

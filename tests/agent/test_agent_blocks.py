@@ -6,11 +6,10 @@ from pathlib import Path
 
 from scapy.utils import RawPcapReader
 
-from capture_agent.agent import Agent, RunConfig, replay_blocks
+from capture_agent.agent import Agent, RunConfig
 from capture_agent.blocks import Block
 from capture_agent.extractor import Extractor
 from capture_agent.logs import PCAP_RECORD, PcapLog
-from tests.agent.helpers import CLIENT, SERVER, tcp, udp, write_pcap
 
 T0 = 1_700_000_000.0
 
@@ -59,14 +58,3 @@ def test_live_blocks_past_the_queue_limit_are_dropped_and_counted(tmp_path):
     assert live.pcap_log is not None
     live.pcap_log.close()
     assert live.pcap_log.written == 1200  # all logged all the same
-
-
-def test_a_replay_is_read_in_blocks_of_its_frames(tmp_path):
-    packets = [tcp(CLIENT, SERVER, 40000 + i % 7, 80, "S", t=i * 0.01) for i in range(600)]
-    packets.insert(3, udp(CLIENT, SERVER, 5353, 53, b"q", t=0.02))
-    pcap = write_pcap(tmp_path / "mix.pcap", packets)
-    blocks = list(replay_blocks(pcap))
-    assert [len(block) for block in blocks] == [512, 89]
-    got = [frame for block in blocks for frame in block.frames()]
-    assert [(f, ts) for f, _, ts in got] == records_in(pcap)
-    assert {lt for block in blocks for lt in block.linktypes} == {1}

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -23,10 +26,12 @@ def sh(*args: str) -> None:
 
 @pytest.fixture
 def netns():
-    """A fresh namespace (IPv6 off, so that no stray neighbour discovery is captured)."""
+    """A fresh namespace, loopback up (IPv6 off, so that no stray neighbour discovery is
+    captured)."""
     name = f"desy-ring{TAG}"
     sh("ip", "netns", "add", name)
     try:
+        sh("ip", "-n", name, "link", "set", "lo", "up")
         for scope in ("all", "default"):
             sh(
                 "ip",
@@ -86,6 +91,57 @@ def test_tun_frames_are_raw_ip_and_decode(netns):
         ("udp", "private", TUN_NEAR, TUN_FAR),
     ]
     assert all(record["flag"] == "SF" for record in got["records"])
+
+
+def test_the_agent_classifies_what_it_captures_on_a_tun(netns, tmp_path):
+    """desy-agent run on a tun device: raw IP frames, decoded as such (not as Ethernet)."""
+    log_dir, name = tmp_path / "logs", f"dtun{TAG}"
+    keeper = in_ns(netns, "-m", "tests.agent.live_probe", "keep", name)
+    classifier = in_ns(netns, "-m", "tests.agent.classify_server", "3999")
+    try:
+        assert keeper.stdout.readline() == "ready\n"
+        agent = in_ns(
+            netns, "-m", "capture_agent.cli", "run", "--iface", name, "--log-dir", str(log_dir),
+            "--server", "http://127.0.0.1:3999", "--agent-id", "tun",
+        )  # fmt: skip
+        send_until_logged(keeper, log_dir / "capture.pcap")
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=60) == 0, agent.stderr.read()
+    finally:
+        for proc in (keeper, classifier, agent):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    flows = [json.loads(line) for line in (log_dir / "flows.jsonl").read_text().splitlines()]
+    assert {endpoints(flow) for flow in flows} == {
+        ("icmp", "eco_i", TUN_FAR, TUN_NEAR),
+        ("icmp", "ecr_i", TUN_NEAR, TUN_FAR),
+        ("udp", "private", TUN_NEAR, TUN_FAR),
+    }
+    summary = json.loads((log_dir / "summary.json").read_text())
+    assert summary["packets_malformed"] == summary["packets_not_ip"] == 0
+    assert summary["packets_parsed"] == summary["packets_seen"] >= 3
+
+
+def in_ns(ns: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, *args],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def send_until_logged(keeper: subprocess.Popen, capture: Path) -> None:
+    """Have keeper send its traffic until the agent has logged some (it is capturing then)."""
+    deadline = time.monotonic() + 30
+    while not (capture.exists() and capture.stat().st_size > 24):
+        assert time.monotonic() < deadline, "the agent captured nothing in 30 s"
+        keeper.stdin.write("send\n")
+        keeper.stdin.flush()
+        time.sleep(0.5)
 
 
 def test_the_filter_is_compiled_for_the_link_type(netns):
