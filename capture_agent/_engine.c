@@ -1921,6 +1921,24 @@ PyMODINIT_FUNC PyInit__engine(void) {
         memcpy(RATE_TEXT[k], repr, RATE_LEN[k]);
         PyMem_Free(repr);
     }
+    PyObject *fields = Py_BuildValue("(" "sssssssss" "sssssssssssss" "sssssssss" "ssssssssss" "ssssss" ")",
+        "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land",
+        "wrong_fragment", "urgent",
+        /* 13 content values, in the order content() gives them */
+        "hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell", "su_attempted",
+        "num_root", "num_file_creations", "num_shells", "num_access_files", "num_outbound_cmds",
+        "is_host_login", "is_guest_login",
+        "count", "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
+        "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
+        "dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
+        "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
+        "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate",
+        "src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time");
+    if (!fields || PyModule_AddObject(m, "FIELDS", fields) < 0) {
+        Py_XDECREF(fields);
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&EngineType);
     if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
         Py_DECREF(&EngineType);

@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from capture_agent._engine import Engine
+from capture_agent._engine import FIELDS, Engine
 from capture_agent.blocks import Block
-from capture_agent.features.content import LOGGED_IN_ONLY, NO_CONTENT, content_values
-from capture_agent.pcap import frames
+from capture_agent.content import CONTENT_FEATURES, LOGGED_IN_ONLY, NO_CONTENT, content_values
+from capture_agent.pcap import blocks
 from capture_agent.services import service
+from desy.records import ROW_FIELDS
 from desy.schema import HOST_COUNT_CAP, WINDOW_COUNT_CAP
 
 #: Payload bytes all open connections may keep for content inspection, together.
 MAX_PAYLOAD = 64 * 1024 * 1024
-#: Payload bytes kept each way for content inspection (capture_agent.features.content).
+#: Payload bytes kept each way for content inspection (capture_agent.content).
 CONTENT_CAP = 32 * 1024
 #: Responder ports whose payload is kept for content inspection, and the dialect spoken there.
 CONTENT_PORTS: dict[int, str] = {
@@ -64,6 +65,23 @@ MAX_HOSTS = 65_536
 MAX_DATAGRAMS = 16_384
 MAX_SPANS = 64
 MAX_DATAGRAM = 65_535
+
+
+class SchemaMismatch(ValueError):
+    """The engine does not write exactly the record's fields."""
+
+
+def check_fields(fields: tuple[str, ...], content: tuple[str, ...]) -> None:
+    """The engine's row layout must be desy.records.ROW_FIELDS, with the content values where it
+    puts those of `content_values`."""
+    if fields != ROW_FIELDS or fields[9:22] != content:
+        raise SchemaMismatch(
+            "the native engine's row does not match desy.records.ROW_FIELDS: "
+            f"{[(a, b) for a, b in zip(fields, ROW_FIELDS) if a != b]}, content {content}"
+        )
+
+
+check_fields(FIELDS, tuple(CONTENT_FEATURES))
 
 
 @dataclass(frozen=True)
@@ -182,7 +200,7 @@ def extract_file(
     """
     extractor = Extractor(timeouts, limits)
     packets = 0
-    for block in (_read_ahead if parallel else _blocks)(path):
+    for block in (_read_ahead if parallel else blocks)(path):
         packets += len(block)
         yield extractor.feed_block(block), packets
     yield extractor.finish(), extractor.counters
@@ -192,7 +210,7 @@ def _send_blocks(path: Path, pipe: Connection) -> None:
     """Child process: the file's blocks down the pipe, then None (or the exception that ended
     the reading)."""
     try:
-        for block in _blocks(path):
+        for block in blocks(path):
             pipe.send_bytes(pickle.dumps(block, pickle.HIGHEST_PROTOCOL))
         pipe.send_bytes(pickle.dumps(None))
     except Exception as err:  # noqa: BLE001 (any failure is raised in the parent)
@@ -218,13 +236,3 @@ def _read_ahead(path: Path) -> Iterator[Block]:
         child.join(timeout=5)
         if child.is_alive():
             child.kill()
-
-
-def _blocks(path: Path, size: int = 4096) -> Iterator[Block]:
-    batch: list[tuple[bytes, int, float]] = []
-    for frame in frames(path):
-        batch.append(frame)
-        if len(batch) == size:
-            yield Block.of(batch)
-            batch = []
-    yield Block.of(batch)

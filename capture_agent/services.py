@@ -6,7 +6,10 @@ desy.schema.SERVICES. Unassigned ports below 1024 are `private`, the rest `other
 
 from __future__ import annotations
 
-from capture_agent.decode import ICMP, ICMPV6, TCP, UDP
+from socket import IPPROTO_ICMP as ICMP
+from socket import IPPROTO_ICMPV6 as ICMPV6
+from socket import IPPROTO_TCP as TCP
+from socket import IPPROTO_UDP as UDP
 
 TCP_SERVICES: dict[int, str] = {
     7: "echo",

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from benchmarks import crafted
+from capture_agent.content import _command_lines, content_features
 from capture_agent.extractor import CONTENT_CAP, MAX_SPANS, Extractor, Limits
-from capture_agent.features.content import _command_lines, content_features
 from tests.agent.helpers import records
 
 

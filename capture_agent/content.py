@@ -1,19 +1,18 @@
 """Content features (NSL-KDD 10–22) from the cleartext payload of a TCP connection.
 
-The connection table keeps the first CONTENT_CAP bytes each way of connections to FTP, telnet,
-rlogin/rsh, SMTP, POP3, IMAP and HTTP (capture_agent.connection.CONTENT_PORTS); this plugin derives (rules in docs/features.md):
+The engine keeps the first CONTENT_CAP bytes each way of connections to FTP, telnet, rlogin/rsh,
+SMTP, POP3, IMAP and HTTP (capture_agent.extractor.CONTENT_PORTS) and asks `content_values` for
+the features when such a connection ends (rules in docs/features.md):
 hot, num_failed_logins, logged_in, num_compromised, root_shell, su_attempted, num_root,
 num_file_creations, num_shells, num_access_files, num_outbound_cmds (always 0, as in NSL-KDD),
-is_host_login, is_guest_login. Other services get 0, except logged_in (see below).
+is_host_login, is_guest_login. Connections to other services get NO_CONTENT, or LOGGED_IN_ONLY
+when the TCP connection was established and both sides sent payload.
 """
 
 from __future__ import annotations
 
 import re
 from operator import itemgetter
-
-from capture_agent.connection import Finished
-from capture_agent.decode import TCP
 
 CONTENT_FEATURES = (
     "hot",
@@ -161,22 +160,3 @@ def content_values(dialect: str, orig: bytes, resp: bytes, established: bool) ->
     """The 13 content features of one inspected connection, in CONTENT_FEATURES order (the
     native engine calls this for each connection to an inspected port)."""
     return _IN_ORDER(content_features(dialect, orig, resp, established))
-
-
-class ContentFeatures:
-    """Content features of inspected connections. Services without a login dialogue are not
-    inspected: their logged_in is 1 when the TCP connection was established and both sides sent
-    payload, the rest 0."""
-
-    names = CONTENT_FEATURES
-
-    def on_expire(self, conn: Finished) -> tuple:
-        if conn.dialect is not None:
-            return _IN_ORDER(
-                content_features(
-                    conn.dialect, conn.orig_payload, conn.resp_payload, conn.established
-                )
-            )
-        if conn.proto == TCP and conn.orig_bytes and conn.resp_bytes and conn.established:
-            return LOGGED_IN_ONLY
-        return NO_CONTENT
