@@ -1888,7 +1888,69 @@ static PyObject *endpoints(PyObject *module, PyObject *args) {
                          p.sport, p.dport, p.frag_offset);
 }
 
+/* Records of a pcap file in buf[pos:end] (at most `limit`), as capture_agent.pcap walks them. */
+static PyObject *pcap_records(PyObject *module, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t pos, end, base, limit, max_frame;
+    int big, cut_ok;
+    double scale;
+    if (!PyArg_ParseTuple(args, "y*nnnnpdnp", &buf, &pos, &end, &base, &limit, &big, &scale,
+                          &max_frame, &cut_ok))
+        return NULL;
+    if (pos < 0 || end > buf.len || pos > end || limit < 0) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "pcap_records: span outside the buffer");
+        return NULL;
+    }
+    Py_ssize_t cap = limit < (end - pos) / 16 + 1 ? limit : (end - pos) / 16 + 1, n = 0;
+    uint64_t *offsets = PyMem_Malloc((cap ? cap : 1) * sizeof(uint64_t));
+    uint32_t *lengths = PyMem_Malloc((cap ? cap : 1) * sizeof(uint32_t));
+    double *stamps = PyMem_Malloc((cap ? cap : 1) * sizeof(double));
+    Py_ssize_t stop = base, need = 16;
+    const uint8_t *b = buf.buf;
+    if (offsets && lengths && stamps) {
+        while (n < limit && end - pos >= 16) {
+            const uint8_t *h = b + pos;
+            uint32_t sec, frac, caplen;
+            if (big) {
+                sec = be32(h), frac = be32(h + 4), caplen = be32(h + 8);
+            } else {
+                memcpy(&sec, h, 4), memcpy(&frac, h + 4, 4), memcpy(&caplen, h + 8, 4);
+            }
+            Py_ssize_t size = caplen < (uint32_t)max_frame ? (Py_ssize_t)caplen : max_frame;
+            if (end - pos - 16 < size) {
+                if (!cut_ok) {
+                    need = 16 + size;
+                    break;
+                }
+                size = end - pos - 16; /* the last record, cut short: kept as far as it goes */
+            }
+            offsets[n] = (uint64_t)(pos + 16 - base);
+            lengths[n] = (uint32_t)size;
+            stamps[n] = (double)sec + (double)frac * scale;
+            n++;
+            stop = pos + 16 + size;
+            pos += 16 + (Py_ssize_t)caplen;
+        }
+    }
+    PyBuffer_Release(&buf);
+    PyObject *result = NULL;
+    if (offsets && lengths && stamps)
+        result = Py_BuildValue("y#y#y#nnn", (char *)offsets, n * 8, (char *)lengths, n * 4,
+                               (char *)stamps, n * 8, pos, stop, need);
+    else
+        PyErr_NoMemory();
+    PyMem_Free(offsets);
+    PyMem_Free(lengths);
+    PyMem_Free(stamps);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
+    {"pcap_records", pcap_records, METH_VARARGS,
+     "pcap_records(buf, pos, end, base, limit, big_endian, scale, max_frame, cut_ok) -> "
+     "(offsets, lengths, ts as bytes of 'Q', 'I', 'd'; pos, stop, need): the records of a pcap "
+     "file in buf[pos:end], offsets from base; need: bytes wanted to go on"},
     {"endpoints", endpoints, METH_VARARGS,
      "endpoints(frame, linktype) -> (src, dst, sport, dport, fragment offset), as the engine "
      "decodes them (addresses as 4 or 16 bytes), or None for a frame that is not IP or is malformed"},

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from capture_agent._engine import csv_lines
@@ -310,6 +309,8 @@ LOG_COUNTERS = {
 
 def _private_url(url: str) -> bool:
     """Whether a token sent to url stays private: HTTPS, or plain HTTP to this machine."""
+    import httpx  # only `run` talks HTTP: `extract` starts without it
+
     parsed = httpx.URL(url)
     if parsed.scheme == "https":
         return True

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from capture_agent._engine import pcap_records
 from capture_agent.blocks import Block
 
 CHUNK = 4 << 20  # bytes read at a time
@@ -164,29 +165,27 @@ def _pcap(source: _Source, path: Path, magic: bytes, per_block: int) -> Iterator
     (linktype,) = struct.unpack_from(endian + "I", source.view, 20)
     if linktype > 0xFFFF:
         raise _error(path, f"link type {linktype:#x} is not a 16-bit link type")
-    unpack = struct.Struct(endian + "4I").unpack_from
     source.advance(24)
     need = 16
     while source.fill(need) or (source.end - source.pos >= 16 and not source.broken):
-        view, pos, end, eof = source.view, source.pos, source.end, source.eof
-        batch, need = _Batch(pos), 16
-        offsets, lengths, stamps = batch.offsets, batch.lengths, batch.ts
-        while len(offsets) < per_block and end - pos >= 16:
-            sec, frac, caplen, _ = unpack(view, pos)
-            size = min(MAX_FRAME, caplen)
-            if end - pos - 16 < size:
-                if not eof or source.broken:
-                    need = 16 + size
-                    break
-                size = end - pos - 16  # the last record, cut short: kept as far as it goes
-            offsets.append(pos + 16 - batch.start)
-            lengths.append(size)
-            stamps.append(sec + frac * scale)
-            batch.stop = pos + 16 + size
-            pos += 16 + caplen
+        batch = _Batch(source.pos)
+        offsets, lengths, stamps, pos, batch.stop, need = pcap_records(
+            source.view,
+            source.pos,
+            source.end,
+            batch.start,
+            per_block,
+            endian == ">",
+            scale,
+            MAX_FRAME,
+            source.eof and not source.broken,  # a cut last record is kept as far as it goes
+        )
         if offsets:
-            batch.linktypes = array("H", [linktype]) * len(offsets)
-            yield batch.block(view)
+            batch.offsets.frombytes(offsets)
+            batch.lengths.frombytes(lengths)
+            batch.ts.frombytes(stamps)
+            batch.linktypes = array("H", [linktype]) * len(batch.offsets)
+            yield batch.block(source.view)
         source.advance(pos)
 
 
