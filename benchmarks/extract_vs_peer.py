@@ -9,7 +9,7 @@ Builds the peer with cmake (Release) in WORK (default /tmp/desy-bench) from PEER
 PEER_COMMIT; writes the captures there: flow-heavy (`make_flood_pcap.py`: ten rewritten copies of
 ../shared/pcaps/synflood_spoofed.pcap, 378,410 packets), few long flows (100,000 packets in 200
 TCP flows) and payload-heavy (HTTP downloads, built with struct as `crafted.py` builds frames).
-Prints, per capture and command (`--workers 1`, `--workers 2`, the peer writing its extra columns
+Prints, per capture and command (`desy-agent extract`, the peer writing its extra columns
 with `-e`; all output to /dev/null): packets, best seconds, packets/s, the ratio to the peer (its
 seconds over ours: above 1 is faster than the peer), peak RSS of the largest process (GNU time) and
 of the process tree summed (psutil, sampled every 20 ms in one more run); then start-up on a
@@ -175,10 +175,8 @@ def tree_rss_mb(command: list[str]) -> float:
 
 
 def commands(peer: Path, pcap: Path) -> dict[str, list[str]]:
-    agent = [str(AGENT), "extract", str(pcap), "-o", os.devnull, "-q", "--workers"]
     return {
-        "workers 1": [*agent, "1"],
-        "workers 2": [*agent, "2"],
+        "desy-agent": [str(AGENT), "extract", str(pcap), "-o", os.devnull, "-q"],
         "peer": [str(peer), "-e", str(pcap)],
     }
 
@@ -196,31 +194,34 @@ def packets(path: Path) -> int:
     return sum(len(block) for block in blocks(path))
 
 
-def speed_table(peer: Path, paths: dict[str, Path]) -> None:
+def speed_table(peer: Path, paths: dict[str, Path], start: dict[str, float]) -> None:
+    """Per capture and command: best wall time, then the same less the command's start-up (its
+    best time on a 1-packet pcap), each as a ratio to the peer's."""
     print(
         f"{'capture':<16}{'command':<11}{'packets':>9}{'best s':>9}{'packets/s':>11}"
-        f"{'vs peer':>9}{'RSS MiB':>9}{'tree MiB':>10}"
+        f"{'vs peer':>9}{'less start-up s':>17}{'vs peer':>9}{'RSS MiB':>9}{'tree MiB':>10}"
     )
     for name, path in paths.items():
         if name == "one-packet":
             continue
         runs = commands(peer, path)
         best, count = best_of(runs), packets(path)
+        peer_work = max(best["peer"][0] - start["peer"], 1e-6)
         for command, (seconds, rss) in best.items():
-            ratio = best["peer"][0] / seconds
+            work = max(seconds - start[command], 1e-6)
             tree = tree_rss_mb(runs[command])
             print(
                 f"{name:<16}{command:<11}{count:>9,}{seconds:>9.3f}{count / seconds:>11,.0f}"
-                f"{ratio:>8.2f}x{rss:>9.0f}{tree:>10.0f}"
+                f"{best['peer'][0] / seconds:>8.2f}x{work:>17.3f}{peer_work / work:>8.2f}x"
+                f"{rss:>9.0f}{tree:>10.0f}"
             )
 
 
-def startup(peer: Path, pcap: Path) -> None:
-    best = best_of(commands(peer, pcap))
-    print(
-        "start-up (1-packet pcap, best s): "
-        + ", ".join(f"{n} {s:.3f}" for n, (s, _) in best.items())
-    )
+def startup(peer: Path, pcap: Path) -> dict[str, float]:
+    """Best seconds of each command on a 1-packet pcap (printed)."""
+    best = {name: seconds for name, (seconds, _) in best_of(commands(peer, pcap)).items()}
+    print("start-up (1-packet pcap, best s): " + ", ".join(f"{n} {s:.3f}" for n, s in best.items()))
+    return best
 
 
 def sh(*command: str | Path) -> str:
@@ -263,8 +264,7 @@ def main() -> None:
         f"{os.cpu_count()} cores  load {os.getloadavg()[0]:.2f}  best of {RUNS}"
         + ("  SMALL" if SMALL else "")
     )
-    speed_table(peer, paths)
-    startup(peer, paths["one-packet"])
+    speed_table(peer, paths, startup(peer, paths["one-packet"]))
     agent_extra(WORK)
 
 

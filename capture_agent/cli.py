@@ -67,12 +67,6 @@ def extract(
     tcp_idle_timeout: TcpIdle = Timeouts.tcp_established,
     udp_timeout: UdpIdle = Timeouts.udp,
     max_connections: MaxConnections = 262_144,
-    workers: Annotated[
-        int,
-        typer.Option(
-            help="2: read the capture in a second process (uses two cores); 1: one process."
-        ),
-    ] = 2,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")
     ] = False,
@@ -85,9 +79,7 @@ def extract(
     handle.write((",".join(ROW_FIELDS) + "\n").encode())
     emitted = 0
     try:
-        for rows, progress in extract_file(
-            pcap, timeouts, Limits(max_connections), parallel=workers > 1
-        ):
+        for rows, progress in extract_file(pcap, timeouts, Limits(max_connections)):
             handle.write(csv_lines(rows))
             emitted += len(rows)
             if isinstance(progress, Counters):

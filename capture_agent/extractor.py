@@ -9,12 +9,9 @@ connection). Rules: docs/features.md.
 
 from __future__ import annotations
 
-import multiprocessing
-import pickle
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from capture_agent._engine import FIELDS, Engine
@@ -188,51 +185,13 @@ class Extractor:
 
 
 def extract_file(
-    path: Path,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-    limits: Limits = DEFAULT_LIMITS,
-    parallel: bool = False,
+    path: Path, timeouts: Timeouts = DEFAULT_TIMEOUTS, limits: Limits = DEFAULT_LIMITS
 ) -> Iterator[tuple[list[tuple], int | Counters]]:
     """Rows of a capture file, a block at a time, each with the packets read so far; the last
-    batch comes with the final Counters instead.
-
-    parallel: read the file in a child process while this one runs the engine.
-    """
+    batch comes with the final Counters instead."""
     extractor = Extractor(timeouts, limits)
     packets = 0
-    for block in (_read_ahead if parallel else blocks)(path):
+    for block in blocks(path):
         packets += len(block)
         yield extractor.feed_block(block), packets
     yield extractor.finish(), extractor.counters
-
-
-def _send_blocks(path: Path, pipe: Connection) -> None:
-    """Child process: the file's blocks down the pipe, then None (or the exception that ended
-    the reading)."""
-    try:
-        for block in blocks(path):
-            pipe.send_bytes(pickle.dumps(block, pickle.HIGHEST_PROTOCOL))
-        pipe.send_bytes(pickle.dumps(None))
-    except Exception as err:  # noqa: BLE001 (any failure is raised in the parent)
-        pipe.send_bytes(pickle.dumps(err))
-    finally:
-        pipe.close()
-
-
-def _read_ahead(path: Path) -> Iterator[Block]:
-    """The blocks of a file, read by a child process (fork) while the caller works."""
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_send_blocks, args=(path, sender), daemon=True)
-    child.start()
-    sender.close()
-    try:
-        while (message := pickle.loads(receiver.recv_bytes())) is not None:
-            if isinstance(message, Exception):
-                raise message
-            yield message
-    finally:
-        receiver.close()
-        child.join(timeout=5)
-        if child.is_alive():
-            child.kill()

@@ -1,7 +1,7 @@
 """The production engine gives exactly the oracle's output (today's Python engine, frozen in
 tests/agent/oracle): the same CSV text byte for byte and the same counters, on the shared pcaps,
 the crafted captures, synthetic streams and random frames, through `desy-agent extract` with one
-and two workers and through Extractor's feed, feed_block and tick (issue 23)."""
+and through Extractor's feed, feed_block and tick (issue 23)."""
 
 from __future__ import annotations
 
@@ -228,12 +228,9 @@ def cases() -> list:
     out = []
     for name in capture_names():
         for options in [DEFAULT, *VARIANTS.get(name, [])]:
-            for workers in (1, 2):
-                marks = [pytest.mark.slow] if name.removeprefix("shared/") in SLOW else []
-                tag = "" if options == DEFAULT else f"-{OPTION_NAMES[options]}"
-                out.append(
-                    pytest.param(name, options, workers, marks=marks, id=f"{name}{tag}-w{workers}")
-                )
+            marks = [pytest.mark.slow] if name.removeprefix("shared/") in SLOW else []
+            tag = "" if options == DEFAULT else f"-{OPTION_NAMES[options]}"
+            out.append(pytest.param(name, options, marks=marks, id=f"{name}{tag}"))
     return out
 
 
@@ -278,34 +275,31 @@ def test_every_shared_capture_is_compared():
     assert sum(name.startswith("shared/") for name in names) >= 12, SHARED_PCAPS
 
 
-@pytest.mark.parametrize(("name", "options", "workers"), cases())
-def test_extract_writes_the_oracles_csv_and_counts(captures, tmp_path, name, options, workers):
+@pytest.mark.parametrize(("name", "options"), cases())
+def test_extract_writes_the_oracles_csv_and_counts(captures, tmp_path, name, options):
     path = captures.path(name)
     expected, counters = captures.expected(name, options)
     out = tmp_path / "out.csv"
-    argv = ["extract", str(path), "-o", str(out), "-q", f"--workers={workers}", *options.argv()]
+    argv = ["extract", str(path), "-o", str(out), "-q", *options.argv()]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     actual = out.read_text().splitlines(keepends=True)
-    assert_same_lines(expected, actual, f"desy-agent extract {name} --workers {workers}")
+    assert_same_lines(expected, actual, f"desy-agent extract {name}")
     timeouts, limits = options.engine(Timeouts, Limits)
-    *_, (_, production) = production_extract_file(path, timeouts, limits, parallel=workers > 1)
-    assert_same_counters(counters, production, f"extract_file({name}, parallel={workers > 1})")
+    *_, (_, production) = production_extract_file(path, timeouts, limits)
+    assert_same_counters(counters, production, f"extract_file({name})")
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_tiny_payload_budget_refuses_the_same_bytes(captures, workers):
+def test_a_tiny_payload_budget_refuses_the_same_bytes(captures):
     """Limits.payload has no CLI option: extract_file itself, on the content-heavy captures."""
     for name in ("content.pcap", "crafted_http_flood.pcap", "crafted_telnet_root.pcap"):
         expected, counters = captures.expected(name, TINY_BUDGET)
         timeouts, limits = TINY_BUDGET.engine(Timeouts, Limits)
         lines, production = [HEADER], None
-        for rows, production in production_extract_file(
-            captures.path(name), timeouts, limits, workers > 1
-        ):
+        for rows, production in production_extract_file(captures.path(name), timeouts, limits):
             lines += csv_lines(rows)
         assert counters.payload_bytes_over_budget > 0
-        assert_same_lines(expected, lines, f"extract_file({name}, payload=3000, workers={workers})")
+        assert_same_lines(expected, lines, f"extract_file({name}, payload=3000)")
         assert_same_counters(counters, production, f"extract_file({name}, payload=3000)")
 
 

@@ -1,4 +1,4 @@
-"""`desy-agent extract`: CSV layout, both process modes agree, bad files give a clear error."""
+"""`desy-agent extract`: CSV layout, bad files give a clear error."""
 
 import csv
 import subprocess
@@ -10,29 +10,18 @@ from tests.conftest import PCAPS
 AGENT = [sys.executable, "-m", "capture_agent.cli", "extract"]
 
 
-def test_csv_header_rows_and_process_modes_agree(tmp_path):
-    outputs = []
-    for workers in ("1", "2"):
-        out = tmp_path / f"flows{workers}.csv"
-        result = subprocess.run(
-            [
-                *AGENT,
-                str(PCAPS / "masscan_tcp_0_1000.pcap"),
-                "--out",
-                str(out),
-                "--workers",
-                workers,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        assert "packets" in result.stderr and "connections_emitted=" in result.stderr
-        outputs.append(out.read_text())
-    assert outputs[0] == outputs[1]
-    rows = list(csv.reader(outputs[0].splitlines()))
+def test_csv_header_and_rows(tmp_path):
+    out = tmp_path / "flows.csv"
+    result = subprocess.run(
+        [*AGENT, str(PCAPS / "masscan_tcp_0_1000.pcap"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "packets" in result.stderr and "connections_emitted=" in result.stderr
+    rows = list(csv.reader(out.read_text().splitlines()))
     assert rows[0] == [
         *FEATURE_NAMES,
         "src_ip",
@@ -49,18 +38,11 @@ def test_csv_header_rows_and_process_modes_agree(tmp_path):
 def test_not_a_capture_file_is_a_clear_error(tmp_path):
     junk = tmp_path / "junk.pcap"
     junk.write_bytes(b"this is not a pcap file at all" * 10)
-    for workers in ("1", "2"):
-        result = subprocess.run(
-            [*AGENT, str(junk), "--workers", workers],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 2
-        assert (
-            "not a readable pcap/pcapng file" in result.stderr and "Traceback" not in result.stderr
-        )
+    result = subprocess.run(
+        [*AGENT, str(junk)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "not a readable pcap/pcapng file" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_truncated_capture_keeps_what_was_read(tmp_path):
