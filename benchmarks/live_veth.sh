@@ -29,7 +29,7 @@ until ip netns exec $A curl -sf "$SERVER/readyz" >/dev/null; do sleep 0.5; done
 ip netns exec $A uv run desy-agent run --iface dva --server "$SERVER" --log-dir "$LOG" --drain-timeout 60 2>"$LOG/agent.err" & AGENT_PID=$!
 sleep 4
 packets=$((PPS * SECONDS_))
-ip netns exec $B tcpreplay -q -i dvb --pps "$PPS" --limit "$packets" "$PCAP" 2>&1 | grep -E "Actual|Rated|Failed" || true
+ip netns exec $B tcpreplay -q -i dvb --pps "$PPS" --loop 0 --limit "$packets" "$PCAP" 2>&1 | grep -E "Actual|Rated|Failed" || true
 sleep 8
 kill -TERM $AGENT_PID; wait $AGENT_PID || true
 kill $SERVER_PID 2>/dev/null || true; sleep 2

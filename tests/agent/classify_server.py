@@ -33,6 +33,11 @@ class ClassifyServer:
         lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # /readyz, as the real server (benchmarks/live_veth.sh)
+                if self.path == "/readyz":
+                    return self._reply(200, {"status": "ready"})
+                self._reply(404, {"error": "not found"})
+
             def do_POST(self) -> None:
                 if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
                     return self._reply(401, {"error": "unauthorized"})
