@@ -52,6 +52,7 @@ class RunConfig:
     drain_timeout: float = 10.0
     queue_size: int = 200_000  # live: frames waiting for the feature thread (10 s at 20k packets/s)
     pending_messages: int = 400  # lists of rows waiting for the sender process (~100k flows)
+    backlog_rows: int = 200_000  # live: rows held while the sender is behind; older ones are shed
     capture: str = ""  # the interface or pcap file, told to the server with the log directory
 
 
@@ -134,6 +135,8 @@ class Agent:
             daemon=True,
         )
         self.pending: list[tuple] = []
+        self.rows_shed = 0
+        self.shed_logged = float("-inf")
         self.sent_at = time.monotonic()
         self.send_counters: dict[str, Any] = {}
         self.sender_gone = False
@@ -171,7 +174,11 @@ class Agent:
                 last_report = now
                 self._report()
         self._emit(self.extractor.finish())
-        self._flush()
+        self._flush(final=True)
+        if self.rows_shed:
+            log.error(
+                "%d flows shed while the sender was behind (counted in flows_lost)", self.rows_shed
+            )
         reader.join()
         if self.pcap_log:
             self.pcap_log.close()
@@ -281,12 +288,33 @@ class Agent:
             if len(self.pending) >= ROWS_PER_MESSAGE:
                 self._flush()
 
-    def _flush(self) -> None:
-        """Hand the pending rows to the sender process (waits if it is far behind)."""
-        if self.pending:
+    def _flush(self, final: bool = False) -> None:
+        """Hand the pending rows to the sender process. A pcap replay (and the end of a run)
+        waits while the sender is behind. Live capture never does: a packet not read is worse
+        than a verdict not got (it changes the features of the connections around it), so the
+        rows wait here, and past backlog_rows the oldest are shed (counted in flows_lost)."""
+        if self.pending and (final or not self.live):
             self._hand(self.pending)
             self.pending = []
+        elif self.pending:
+            try:
+                self.outbox.put_nowait(self.pending)
+                self.pending = []
+            except queue.Full:
+                self._shed(len(self.pending) - self.config.backlog_rows)
         self.sent_at = time.monotonic()
+
+    def _shed(self, excess: int) -> None:
+        if excess > 0:
+            del self.pending[:excess]
+            self.rows_shed += excess
+            now = time.monotonic()
+            if now - self.shed_logged >= REPORT_INTERVAL:
+                self.shed_logged = now
+                log.warning(
+                    "the sender is behind: %d flows shed so far, not sent (capture goes on)",
+                    self.rows_shed,
+                )
 
     def summary(self) -> dict[str, Any]:
         counters = asdict(self.extractor.counters)

@@ -58,3 +58,19 @@ def test_live_blocks_past_the_queue_limit_are_dropped_and_counted(tmp_path):
     assert live.pcap_log is not None
     live.pcap_log.close()
     assert live.pcap_log.written == 1200  # all logged all the same
+
+
+def test_live_rows_wait_for_a_sender_behind_and_the_oldest_are_shed(tmp_path):
+    """No sender reads the outbox (2 messages): live, the main loop never waits on it; the rows
+    wait, and past backlog_rows the oldest are shed, counted; a replay waits instead."""
+    config = RunConfig(
+        tmp_path / "logs", "test", "http://127.0.0.1:9", None, pending_messages=2, backlog_rows=500
+    )
+    live = Agent(config, Extractor(), live=True)
+    rows = [(i,) for i in range(256)]
+    for _ in range(6):
+        live._emit(list(rows))
+    assert live.outbox.qsize() == 2  # two messages of 256 rows taken, then the outbox is full
+    assert len(live.pending) == 500 and live.rows_shed == 4 * 256 - 500
+    assert live.pending[-1] == (255,)  # the newest kept
+    live.outbox.cancel_join_thread()
