@@ -33,13 +33,14 @@ ip netns exec $B tcpreplay -q -i dvb --pps "$PPS" --loop 0 --limit "$packets" "$
 sleep 8
 kill -TERM $AGENT_PID; wait $AGENT_PID || true
 kill $SERVER_PID 2>/dev/null || true; sleep 2
-captured=$(tcpdump -nr "$LOG/capture.pcap" 2>/dev/null | wc -l)
+captured=0  # capture.pcap and its rotations
+for f in "$LOG"/capture.pcap*; do captured=$((captured + $(tcpdump -nr "$f" 2>/dev/null | wc -l))); done
 python3 - "$LOG/summary.json" "$packets" "$captured" <<'PY'
 import json, sys
 summary, offered, captured = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
 seen = summary["packets_seen"]
 print(f"offered {offered:,}  in capture.pcap {captured:,} ({1 - captured / offered:.4%} missing)  "
-      f"seen by the agent {seen:,} ({1 - seen / offered:.4%} missing)  kernel drops {summary['packets_kernel_dropped']:,}  "
+      f"seen by the agent {seen:,} ({1 - seen / offered:.4%} missing)  kernel drops {summary['packets_kernel_dropped']:,}  queue drops {summary['packets_queue_dropped']:,}  "
       f"connections {summary['connections_emitted']:,}  classified {summary['flows_classified']:,}  lost {summary['flows_lost']}")
 PY
 echo "logs: $LOG"
