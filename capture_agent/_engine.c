@@ -41,12 +41,16 @@ typedef struct {
     uint8_t b[16];
 } Addr;
 
+/* No implicit padding: keys are copied, hashed and compared as their 48 bytes. */
 typedef struct {
     Addr a, b;
+    uint8_t zero[2];
     uint32_t ipid;
     uint16_t pa, pb;
     uint8_t proto, kind; /* kind 5: (a, pa, b, pb, proto); kind 4: (a, b, proto, ipid) */
+    uint8_t zero2[2];
 } Key;
+_Static_assert(sizeof(Key) == 48, "Key must have no implicit padding");
 
 static uint64_t hash_seed;
 /* The 101 rates k/100 every window feature takes, made once, and their text as repr() writes it. */
@@ -1309,6 +1313,8 @@ static int later_fragment(Engine *e, const Packet *p, Datagram *d, int faults) {
             PyErr_NoMemory();
             return -1;
         }
+    } else {
+        move_to_end(e, c); /* its idle time restarts: a fresh head must not pin the list */
     }
     c->wrong_fragment += faults;
     c->last = p->ts;
@@ -1829,9 +1835,8 @@ static int append_value(char **buf, Py_ssize_t *len, Py_ssize_t *cap, PyObject *
         if (!overflow) return append(buf, len, cap, text, decimal(text, x));
     } else if (PyFloat_CheckExact(v)) {
         double x = PyFloat_AS_DOUBLE(v);
-        int k = (int)(x * 100.0 + 0.5);
-        if (k >= 0 && k <= 100 &&
-            (v == RATES[k] || memcmp(&x, &PyFloat_AS_DOUBLE(RATES[k]), sizeof(x)) == 0))
+        int k = x >= 0.0 && x <= 1.0 ? (int)(x * 100.0 + 0.5) : -1;
+        if (k >= 0 && (v == RATES[k] || memcmp(&x, &PyFloat_AS_DOUBLE(RATES[k]), sizeof(x)) == 0))
             return append(buf, len, cap, RATE_TEXT[k], RATE_LEN[k]);
         char *repr = PyOS_double_to_string(PyFloat_AS_DOUBLE(v), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
         if (!repr) return -1;

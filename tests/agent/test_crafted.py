@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import struct
 
 import pytest
 
@@ -97,3 +98,21 @@ def test_a_timestamp_going_backwards_is_clamped_and_counted():
     flows, extractor = run(frames)
     assert [f["duration"] for f in flows] == [0]
     assert extractor.counters.packets_time_backwards == 1
+
+
+def test_later_fragments_do_not_pin_the_table():
+    """A SYN sent as a first fragment, then later fragments of it every 2 s: the connection stays
+    fresh, and must not stop the idle attempts behind it from timing out (before, it stayed at the
+    head of its list and the sweep stopped there: nothing behind it ever expired)."""
+    syn = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 5 << 4, 2, 65535, 0, 0) + b"x" * 8
+    frames = [(crafted.T0, crafted._ip(1, 2, 6, syn, ident=77, frag=0x2000))]
+    frames += [crafted.tcp(0.5 + i * 0.01, 3, 2, 30000 + i, 80, 1, 2) for i in range(50)]
+    frames += [
+        (crafted.T0 + t, crafted._ip(1, 2, 6, b"y" * 8, ident=77, frag=0x2000 | 2))
+        for t in range(2, 40, 2)
+    ]
+    extractor, expired = Extractor(), []
+    for t, frame in frames:
+        expired += extractor.feed(frame, 1, t)
+    assert len(records(expired)) == 50  # the 50 idle attempts, emitted while the capture went on
+    assert all(f["flag"] == "S0" and f["src_port"] >= 30000 for f in records(expired))

@@ -139,6 +139,8 @@ class ConnectionTable:
             conn = Connection(key, pkt, self.payload)
             table = self.udp
             table[key] = conn
+        else:
+            table.move_to_end(conn.key)  # its idle time restarts: a fresh head must not pin it
         conn.wrong_fragment += faults
         conn.last = pkt.ts
         if pkt.proto in (ICMP, ICMPV6) and not pkt.more_fragments and table is self.udp:
