@@ -1,8 +1,8 @@
 """Blocks of captured frames: what capture sources hand the engine, many frames at a time.
 
-A block holds the frames' bytes back to back in one buffer and, per frame, where it starts, its
-length, its link type and its timestamp, in plain typed arrays: reading, queueing and decoding
-then cost per block, not per packet.
+A block holds the frames' bytes in one buffer (with whatever lay between them, e.g. the pcap
+record headers) and, per frame, where it starts, its length, its link type and its timestamp, in
+plain typed arrays: reading, queueing and decoding then cost per block, not per packet.
 """
 
 from __future__ import annotations
