@@ -5,35 +5,14 @@ from __future__ import annotations
 from functools import partial
 from typing import NamedTuple
 
+from capture_agent.extractor import CONTENT_CAP, CONTENT_PORTS, RERROR_FLAGS, SERROR_FLAGS
+from capture_agent.services import service
 from tests.agent.oracle.decode import ACK, FIN, RST, SYN, TCP, URG, Packet
-from tests.agent.oracle.services import service
 
-#: Payload bytes kept each way for content inspection (capture_agent.features.content).
-CONTENT_CAP = 32 * 1024
-#: Responder ports whose payload is kept for content inspection, and the dialect spoken there.
-CONTENT_PORTS: dict[int, str] = {
-    21: "ftp",
-    23: "telnet",
-    25: "smtp",
-    80: "http",
-    110: "pop",
-    143: "imap",
-    512: "rsh",
-    513: "rlogin",
-    514: "rsh",
-    8001: "http",
-    2784: "http",
-}
+__all__ = ["CONTENT_CAP", "RERROR_FLAGS", "SERROR_FLAGS"]  # the rules' data is production's
 
 # TCP history bits
 O_SYN, R_SYNACK, O_FIN, R_FIN, O_RST, R_RST, O_SYNACK_FIRST = 1, 2, 4, 8, 16, 32, 64
-
-#: Flags whose connections count as "SYN errors" and "REJ errors" in the window rates.
-#: From KDDTrain+: among records alone in their window (count == 1), serror_rate is 1 exactly for
-#: S0, S1, S2, S3, SH and rerror_rate exactly for REJ, RSTO, RSTR, RSTOS0. RSTRH and SHR never
-#: occur in the data; they are the responder-side twins of RSTOS0 and SH.
-SERROR_FLAGS = frozenset({"S0", "S1", "S2", "S3", "SH", "SHR"})
-RERROR_FLAGS = frozenset({"REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"})
 
 
 class PayloadBudget:

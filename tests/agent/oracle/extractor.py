@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from capture_agent.blocks import Block
+from capture_agent.extractor import Counters
 from tests.agent.oracle.connection import Finished, as_finished
 from tests.agent.oracle.decode import Malformed, decode
 from tests.agent.oracle.features import RowBuilder
@@ -29,21 +29,6 @@ from tests.agent.oracle.table import (
 BATCH = 2048
 #: Payload bytes per batch at most (about): a batch is pickled whole to the parent process.
 BATCH_PAYLOAD = 8 * 1024 * 1024
-
-
-@dataclass
-class Counters:
-    """What happened to the input, reported at exit."""
-
-    packets_seen: int = 0
-    packets_parsed: int = 0
-    packets_malformed: int = 0
-    packets_not_ip: int = 0
-    connections_emitted: int = 0
-    connections_evicted: int = 0
-    payload_bytes_over_budget: int = 0  # not kept for content inspection: the budget was full
-    packets_time_backwards: int = 0  # stamped earlier than a packet before them: taken as that time
-    malformed_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class Tracker:

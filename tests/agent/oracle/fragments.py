@@ -16,12 +16,8 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from capture_agent.extractor import MAX_DATAGRAM, MAX_DATAGRAMS, MAX_SPANS
 from tests.agent.oracle.decode import Packet
-
-MAX_DATAGRAM = 65535
-#: Disjoint spans kept per datagram: in-order fragments merge into one; only gaps add spans, and
-#: past this many (a crafted datagram) a new gap is checked for faults but not remembered.
-MAX_SPANS = 64
 
 
 @dataclass
@@ -59,7 +55,7 @@ class Datagram:
 class FragmentTracker:
     """Bounded map of datagrams under reassembly, expired after `timeout` seconds."""
 
-    def __init__(self, timeout: float = 30.0, max_datagrams: int = 16384) -> None:
+    def __init__(self, timeout: float = 30.0, max_datagrams: int = MAX_DATAGRAMS) -> None:
         self.timeout = timeout
         self.max_datagrams = max_datagrams
         self.datagrams: OrderedDict[tuple, Datagram] = OrderedDict()

@@ -12,43 +12,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from capture_agent.extractor import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, Limits, Timeouts
 from tests.agent.oracle.connection import Connection, PayloadBudget
 from tests.agent.oracle.decode import ACK, ICMP, ICMPV6, SYN, TCP, Packet
 from tests.agent.oracle.fragments import FragmentTracker
 
-#: Payload bytes all open connections may keep for content inspection, together.
-MAX_PAYLOAD = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Idle timeouts in seconds (trace time)."""
-
-    tcp_attempt: float = 5.0  # SYN with no SYN-ACK yet (S0 candidates)
-    tcp_established: float = 120.0  # established or midstream TCP
-    tcp_closed: float = (
-        2.0  # a closed connection still takes trailing ACKs/retransmissions this long
-    )
-    udp: float = 30.0
-    icmp_fragments: float = 30.0  # an ICMP datagram still being fragmented
-    sweep_interval: float = 1.0
-
-
-DEFAULT_TIMEOUTS = Timeouts()
-
-
-@dataclass(frozen=True)
-class Limits:
-    """State the table may hold: connections (past it the oldest are evicted, and counted) and
-    payload bytes kept for content inspection by all connections together."""
-
-    connections: int = 262_144
-    payload: int = MAX_PAYLOAD
-
-
-DEFAULT_LIMITS = Limits()
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUTS", "ConnectionTable", "Limits", "Timeouts"]
 
 
 class ConnectionTable:

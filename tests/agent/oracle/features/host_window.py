@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from capture_agent.extractor import MAX_HOSTS
 from desy.schema import HOST_COUNT_CAP
 from tests.agent.oracle.connection import RERROR_FLAGS, SERROR_FLAGS, Finished
 from tests.agent.oracle.features.groups import Group, bump, pct
@@ -36,7 +37,7 @@ class HostWindow:
         "dst_host_srv_rerror_rate",
     )
 
-    def __init__(self, max_hosts: int = 65_536) -> None:
+    def __init__(self, max_hosts: int = MAX_HOSTS) -> None:
         self.host_rings: OrderedDict[bytes, Group] = OrderedDict()
         self.service_rings: dict[str, Group] = {}
         self.max_hosts = max_hosts

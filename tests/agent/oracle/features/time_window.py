@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from capture_agent.extractor import TIME_WINDOW
 from desy.schema import WINDOW_COUNT_CAP
 from tests.agent.oracle.connection import RERROR_FLAGS, SERROR_FLAGS, Finished
 from tests.agent.oracle.features.groups import Group, bump, pct
-
-TIME_WINDOW = 2.0
 
 
 class TimeWindow:
