@@ -196,6 +196,9 @@ def run(
         except Exception as err:  # noqa: BLE001 (scapy raises its own exception types for a bad filter)
             typer.echo(f"error: cannot capture on {iface}: {err}", err=True)
             raise typer.Exit(2) from None
+        logging.getLogger("desy.agent").info(
+            "capturing on %s (link type %d)", iface, capture.linktype
+        )
         source = capture.blocks(lambda: not agent.stopping.is_set())
     else:
         source = blocks(pcap, REPLAY_BLOCK)

@@ -12,6 +12,7 @@ import mmap
 import select
 import socket
 import struct
+import time
 from array import array
 from collections.abc import Callable, Iterator
 
@@ -72,6 +73,7 @@ class LiveCapture:
         self.block_bytes, self.block_count = block_bytes, block_count
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
+            self.retire_ms = retire_ms
             self.linktype = self._open(iface, bpf, promisc, retire_ms)
         except BaseException:
             self.sock.close()
@@ -114,6 +116,21 @@ class LiveCapture:
             if not BLOCK_HEADER.unpack_from(self.ring, base + 8)[0] & TP_STATUS_USER:
                 poller.poll(200)
                 continue
+            block = self._take(base)
+            index = (index + 1) % self.block_count
+            if len(block):
+                yield block
+        yield from self._drain(index)
+
+    def _drain(self, index: int) -> Iterator[Block]:
+        """At stop, the frames already captured: the block being filled is handed over when its
+        retire timeout passes, so wait that long, then take every block the kernel has handed over
+        (the last packets before a stop would be lost otherwise)."""
+        time.sleep(2 * self.retire_ms / 1000)
+        for _ in range(self.block_count):
+            base = index * self.block_bytes
+            if not BLOCK_HEADER.unpack_from(self.ring, base + 8)[0] & TP_STATUS_USER:
+                return
             block = self._take(base)
             index = (index + 1) % self.block_count
             if len(block):

@@ -37,6 +37,14 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
     return done.stdout
 
 
+def container_logs(name: str) -> str:
+    """What a container wrote, standard output and error."""
+    done = subprocess.run(
+        ["docker", "logs", name], capture_output=True, text=True, timeout=30, check=False
+    )
+    return done.stdout + done.stderr
+
+
 def daemon_up() -> bool:
     return (
         subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode
@@ -191,7 +199,10 @@ def test_agent_container_captures_live_as_its_user_with_net_raw_only(images, ser
         "--log-dir", "/logs", "--batch-interval", "0.2",
     )  # fmt: skip
     try:
-        time.sleep(5)  # the capture is open
+        deadline = time.monotonic() + 60  # until the capture is open (a loaded machine is slow)
+        while "capturing on lo" not in container_logs(name):
+            assert time.monotonic() < deadline, "the agent did not start capturing"
+            time.sleep(0.5)
         for _ in range(5):
             httpx.get(f"{url}/livez", timeout=5)
         docker("stop", "--time", "60", name, timeout=90)
