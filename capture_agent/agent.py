@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from capture_agent.backlog import Backlog
 from capture_agent.blocks import Block
 from capture_agent.client import TALLIES, ClassifyClient, Orphaned, SendCounters, Sender, Spool
 from capture_agent.extractor import Extractor
@@ -52,7 +53,7 @@ class RunConfig:
     drain_timeout: float = 10.0
     queue_size: int = 200_000  # live: frames waiting for the feature thread (10 s at 20k packets/s)
     pending_messages: int = 400  # lists of rows waiting for the sender process (~100k flows)
-    backlog_rows: int = 200_000  # live: rows held while the sender is behind; older ones are shed
+    backlog_max_bytes: int = 1024 * 2**20  # live: rows waiting on disk while the sender is behind
     capture: str = ""  # the interface or pcap file, told to the server with the log directory
 
 
@@ -135,6 +136,7 @@ class Agent:
             daemon=True,
         )
         self.pending: list[tuple] = []
+        self.backlog = Backlog(config.log_dir, config.backlog_max_bytes)
         self.rows_shed = 0
         self.shed_logged = float("-inf")
         self.sent_at = time.monotonic()
@@ -165,7 +167,7 @@ class Agent:
             if self.live and now - last_tick >= 1.0:  # idle timeouts on a quiet link
                 last_tick = now
                 self._emit(self.extractor.tick(time.time()))
-            if self.pending and now - self.sent_at >= 0.2:
+            if (self.pending or self.backlog) and now - self.sent_at >= 0.2:
                 self._flush()
             if now - last_check >= 1.0:
                 last_check = now
@@ -174,11 +176,18 @@ class Agent:
                 last_report = now
                 self._report()
         self._emit(self.extractor.finish())
+        if self.backlog:
+            log.info(
+                "%d flows wait for the sender: handing them over before exit", len(self.backlog)
+            )
         self._flush(final=True)
         if self.rows_shed:
             log.error(
-                "%d flows shed while the sender was behind (counted in flows_lost)", self.rows_shed
+                "%d flows did not fit in the backlog while the sender was behind (counted in "
+                "flows_lost)",
+                self.rows_shed,
             )
+        self.backlog.close()
         reader.join()
         if self.pcap_log:
             self.pcap_log.close()
@@ -272,14 +281,17 @@ class Agent:
         self.blocks.put(block)
 
     def _report(self) -> None:
-        """A progress line: packets and connections so far, frames waiting."""
+        """A progress line: packets and connections so far, frames and flows waiting."""
         c = self.extractor.counters
         log.info(
-            "%d packets, %d connections, %d frames queued, %d frames dropped",
+            "%d packets, %d connections, %d frames queued, %d frames dropped, %d flows waiting for "
+            "the sender (%.0f MiB on disk)",
             c.packets_seen,
             c.connections_emitted,
             self.frames_queued - self.frames_taken,
             self.queue_dropped,
+            len(self.backlog) + len(self.pending),
+            self.backlog.bytes / 2**20,
         )
 
     def _emit(self, rows: list[tuple]) -> None:
@@ -289,37 +301,66 @@ class Agent:
                 self._flush()
 
     def _flush(self, final: bool = False) -> None:
-        """Hand the pending rows to the sender process. A pcap replay (and the end of a run)
-        waits while the sender is behind. Live capture never does: a packet not read is worse
-        than a verdict not got (it changes the features of the connections around it), so the
-        rows wait here, and past backlog_rows the oldest are shed (counted in flows_lost)."""
-        if self.pending and (final or not self.live):
-            self._hand(self.pending)
-            self.pending = []
-        elif self.pending:
-            try:
-                self.outbox.put_nowait(self.pending)
-                self.pending = []
-            except queue.Full:
-                self._shed(len(self.pending) - self.config.backlog_rows)
+        """Hand the waiting rows to the sender process, oldest first, in messages of at most
+        ROWS_PER_MESSAGE. A pcap replay (and the end of a run) waits while the sender is behind.
+        Live capture never does: a packet not read is worse than a verdict late (it changes the
+        features of the connections around it), so the rows wait in the disk backlog; those that
+        do not fit are lost (counted in flows_lost)."""
+        messages = [
+            self.pending[i : i + ROWS_PER_MESSAGE]
+            for i in range(0, len(self.pending), ROWS_PER_MESSAGE)
+        ]
+        self.pending = []
+        if final or not self.live:
+            while self.backlog:
+                self._hand(self.backlog.first())
+                self.backlog.drop_first()
+            for message in messages:
+                self._hand(message)
+        else:
+            self._hand_what_fits(messages)
         self.sent_at = time.monotonic()
 
-    def _shed(self, excess: int) -> None:
-        if excess > 0:
-            del self.pending[:excess]
-            self.rows_shed += excess
-            now = time.monotonic()
-            if now - self.shed_logged >= REPORT_INTERVAL:
-                self.shed_logged = now
-                log.warning(
-                    "the sender is behind: %d flows shed so far, not sent (capture goes on)",
-                    self.rows_shed,
-                )
+    def _hand_what_fits(self, messages: list[list[tuple]]) -> None:
+        """Live: the backlog's messages, then these, to the sender until its inbox is full; the
+        rest of these go to the backlog."""
+        try:
+            while self.backlog:
+                self.outbox.put_nowait(self.backlog.first())
+                self.backlog.drop_first()
+            while messages:
+                self.outbox.put_nowait(messages[0])
+                del messages[0]
+        except queue.Full:
+            for message in messages:
+                self._to_backlog(message)
+
+    def _to_backlog(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        try:
+            if self.backlog.put(rows):
+                return
+            why = f"it is full ({self.config.backlog_max_bytes // 2**20} MiB)"
+        except OSError as err:
+            why = f"it cannot be written: {err}"
+        self.rows_shed += len(rows)
+        now = time.monotonic()
+        if now - self.shed_logged >= REPORT_INTERVAL:
+            self.shed_logged = now
+            log.warning(
+                "the sender is behind and the backlog refuses flows (%s): %d flows lost so far "
+                "(capture goes on)",
+                why,
+                self.rows_shed,
+            )
 
     def summary(self) -> dict[str, Any]:
         counters = asdict(self.extractor.counters)
         counters.pop("malformed_reasons")
         counters["packets_queue_dropped"] = self.queue_dropped
+        counters["flows_backlogged"] = self.backlog.rows_total
+        counters["flows_not_backlogged"] = self.rows_shed  # lost: the backlog was full
         counters["packets_written_pcap"] = self.pcap_log.written_all if self.pcap_log else 0
         counters["packets_not_logged"] = self.pcap_log.lost_all if self.pcap_log else 0
         counters["capture_error"] = self.capture_error

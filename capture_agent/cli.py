@@ -140,6 +140,12 @@ def run(
         float, typer.Option(help="Seconds a flow waits for its batch to fill at most.")
     ] = 1.0,
     spool_mb: Annotated[int, typer.Option(help="Disk spool limit for unsent batches, MiB.")] = 256,
+    backlog_mb: Annotated[
+        int,
+        typer.Option(
+            help="Live: disk space for flows waiting while the server is behind (a flood), MiB."
+        ),
+    ] = 1024,
     pcap_rotate_mb: Annotated[
         int, typer.Option(help="Rotate capture.pcap at this size, MiB.")
     ] = 100,
@@ -178,6 +184,7 @@ def run(
         batch_size=batch_size,
         batch_interval=batch_interval,
         spool_max_bytes=spool_mb * 2**20,
+        backlog_max_bytes=backlog_mb * 2**20,
         pcap_max_bytes=pcap_rotate_mb * 2**20,
         drain_timeout=drain_timeout,
         capture=iface or str(pcap.resolve()),
@@ -276,6 +283,9 @@ def run_problems(counters: dict, spool_mb: int) -> list[str]:
             if counters.get("spool_error")
             else "the sender process failed"
             if counters.get("sender_error")
+            else "the backlog of flows waiting for the server was full or could not be written "
+            "(--backlog-mb)"
+            if counters.get("flows_not_backlogged")
             else f"the spool limit ({spool_mb} MiB) was hit"
         )
         problems.append(f"{counters['flows_lost']} flows lost because {why}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
@@ -13,8 +14,8 @@ class ClassifyServer:
     """Answers POST /classify: S0/REJ connections are attacks (dos), the rest normal. Records for
     which `reject` is true get a 400 in the real server's format, naming them if `name_rejected`.
     The n-th request (from 1) for which `fail(n)` is true gets a 503 with Retry-After: 1; with
-    `garbage`, every answer is a 200 that is not JSON. `attempts` holds (batch id, flows, status)
-    of every request."""
+    `garbage`, every answer is a 200 that is not JSON; `delay` seconds pass before each answer.
+    `attempts` holds (batch id, flows, status) of every request."""
 
     def __init__(
         self,
@@ -25,6 +26,7 @@ class ClassifyServer:
         tls: tuple[str, str] | None = None,
         fail=None,
         garbage: bool = False,
+        delay: float = 0.0,
     ) -> None:
         self.received: list[dict] = []
         self.attempts: list[tuple[str | None, int, int]] = []
@@ -43,6 +45,7 @@ class ClassifyServer:
                     return self._reply(401, {"error": "unauthorized"})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 flows = body["flows"]
+                time.sleep(delay)
                 with lock:
                     status = self._status(flows)
                     outer.attempts.append((self.headers.get("X-Desy-Batch"), len(flows), status))

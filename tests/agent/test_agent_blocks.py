@@ -10,8 +10,12 @@ from capture_agent.agent import Agent, RunConfig
 from capture_agent.blocks import Block
 from capture_agent.extractor import Extractor
 from capture_agent.logs import PCAP_RECORD, PcapLog
+from capture_agent.pcap import blocks
+from tests.agent.classify_server import ClassifyServer
+from tests.conftest import PCAPS
 
 T0 = 1_700_000_000.0
+SYNFLOOD = PCAPS / "synflood_spoofed.pcap"
 
 
 def records_in(path: Path) -> list[tuple[bytes, float]]:
@@ -60,17 +64,37 @@ def test_live_blocks_past_the_queue_limit_are_dropped_and_counted(tmp_path):
     assert live.pcap_log.written == 1200  # all logged all the same
 
 
-def test_live_rows_wait_for_a_sender_behind_and_the_oldest_are_shed(tmp_path):
+def test_live_rows_wait_on_disk_for_a_sender_behind_and_what_does_not_fit_is_counted(tmp_path):
     """No sender reads the outbox (2 messages): live, the main loop never waits on it; the rows
-    wait, and past backlog_rows the oldest are shed, counted; a replay waits instead."""
-    config = RunConfig(
-        tmp_path / "logs", "test", "http://127.0.0.1:9", None, pending_messages=2, backlog_rows=500
-    )
+    go to the disk backlog, and past its limit they are refused and counted."""
+    config = RunConfig(tmp_path / "logs", "test", "http://127.0.0.1:9", None, pending_messages=2)
     live = Agent(config, Extractor(), live=True)
-    rows = [(i,) for i in range(256)]
+    rows = [(i, "x" * 20) for i in range(256)]
     for _ in range(6):
         live._emit(list(rows))
     assert live.outbox.qsize() == 2  # two messages of 256 rows taken, then the outbox is full
-    assert len(live.pending) == 500 and live.rows_shed == 4 * 256 - 500
-    assert live.pending[-1] == (255,)  # the newest kept
+    assert len(live.backlog) == 4 * 256 and live.rows_shed == 0 and not live.pending
+    live.backlog.max_bytes = live.backlog.bytes + 100  # room for no more list of 256 rows
+    live._emit(list(rows))
+    assert len(live.backlog) == 4 * 256 and live.rows_shed == 256
+    live.backlog.close()
     live.outbox.cancel_join_thread()
+
+
+def test_a_flood_outrunning_the_server_is_classified_from_the_backlog_in_order(tmp_path):
+    """Live, with a server slower than the capture: every connection of a flood is classified
+    (the rows that waited on disk included, in the order they came), none lost."""
+    source = list(blocks(SYNFLOOD, 512))
+    expected = Extractor()
+    emitted = [row for block in source for row in expected.feed_block(block)]
+    with ClassifyServer(delay=0.01) as server:
+        config = RunConfig(
+            tmp_path / "logs", "test", server.url, None, pending_messages=4, drain_timeout=5
+        )
+        live = Agent(config, Extractor(), live=True)
+        counters = live.run(iter(source))
+    assert counters["flows_backlogged"] > len(emitted) // 2
+    assert counters["flows_lost"] == counters["flows_not_backlogged"] == 0
+    assert counters["flows_classified"] == counters["connections_emitted"] >= len(emitted)
+    received = [(f["src_ip"], f["src_port"], f["start_time"]) for f in server.received]
+    assert received[: len(emitted)] == [(r[-6], r[-5], r[-2]) for r in emitted]
