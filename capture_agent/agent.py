@@ -25,10 +25,12 @@ from typing import Any
 
 from capture_agent.backlog import Backlog
 from capture_agent.blocks import Block
-from capture_agent.client import TALLIES, ClassifyClient, Orphaned, SendCounters, Sender, Spool
+from capture_agent.client import ClassifyClient
 from capture_agent.extractor import Extractor
 from capture_agent.logs import FlowLogs, PcapLog, private_dir
 from capture_agent.pcap import CaptureFileError
+from capture_agent.sender import TALLIES, Orphaned, SendCounters, Sender
+from capture_agent.spool import Spool
 
 log = logging.getLogger("desy.agent")
 REPORT_INTERVAL = 10.0  # seconds between progress lines
