@@ -1,7 +1,7 @@
 """Turning class probabilities into verdicts, and running the ONNX export of the model.
 
-Shared by the pipeline (evaluation, ONNX parity) and the model server, so both decide the same
-way. Needs numpy; onnxruntime only for OnnxModel.
+Shared by the pipeline (threshold choice, evaluation, ONNX parity) and the model server, so both
+decide the same way. Needs numpy; onnxruntime only for OnnxModel.
 """
 
 from __future__ import annotations
@@ -34,21 +34,26 @@ def decide(probabilities: np.ndarray, classes: Sequence[str], threshold: Thresho
     """Decisions from per-category probabilities.
 
     attack probability = 1 - P(normal); the candidate category is the most probable attack
-    category. A record is an attack when its attack probability reaches the threshold: one
-    number, or one per attack category (the candidate's).
+    category (the first in classes' order on a tie). A record is an attack, of its candidate
+    category, when cut() says so; otherwise its category is normal.
     """
     classes = list(classes)
     normal = classes.index("normal")
     attack_probability = 1.0 - probabilities[:, normal]
     attack_scores = probabilities.copy()
     attack_scores[:, normal] = -1.0
-    best = attack_scores.argmax(axis=1)
-    best_attack = np.asarray(classes, dtype=object)[best]
-    if isinstance(threshold, Mapping):
-        threshold = np.asarray([threshold.get(name, np.inf) for name in classes])[best]
-    is_attack = attack_probability >= threshold
-    category = np.where(is_attack, best_attack, "normal")
+    candidate = np.asarray(classes, dtype=object)[attack_scores.argmax(axis=1)]
+    is_attack = cut(attack_probability, candidate, threshold)
+    category = np.where(is_attack, candidate, "normal")
     return Decisions(is_attack=is_attack, attack_probability=attack_probability, category=category)
+
+
+def cut(attack_probability: np.ndarray, candidate: np.ndarray, threshold: Threshold) -> np.ndarray:
+    """Which records alert: those whose attack probability reaches (>=) the threshold, one number
+    or the candidate category's (a category without a threshold never alerts)."""
+    if isinstance(threshold, Mapping):
+        threshold = np.asarray([threshold.get(c, np.inf) for c in candidate], dtype=np.float64)
+    return attack_probability >= threshold
 
 
 def onnx_feeds(columns: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from desy import records, schema
 from pipelines import config
 from pipelines.dataset import MissingDataError, read_raw, typed
+from pipelines.tables import save
 
 log = logging.getLogger("desy.prepare")
 
@@ -121,16 +122,10 @@ def prepare(params: dict, out_dir: Path) -> dict[str, int]:
             params["prepare"]["seed"],
         ),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
-        table.to_parquet(out_dir / f"{name}.parquet", index=False)
+        save(name, table, out_dir)
         log.info("%s: %d rows", name, len(table))
     return {name: len(table) for name, table in tables.items()}
-
-
-def load(name: str, directory: Path = config.PREPARED) -> pd.DataFrame:
-    """Read one prepared table."""
-    return pd.read_parquet(directory / f"{name}.parquet")
 
 
 def main() -> None:

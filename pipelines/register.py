@@ -29,9 +29,9 @@ from desy import registry, schema
 from desy.inference import OnnxModel, decide
 from desy.registry import CHAMPION_ALIAS, EXPERIMENT_NAME, META_FILE, MODEL_NAME, ONNX_FILE
 from pipelines import config
-from pipelines.evaluate import score
-from pipelines.prepare import load
-from pipelines.train import load_model
+from pipelines.model import load_model
+from pipelines.scoring import score
+from pipelines.tables import load
 
 log = logging.getLogger("desy.register")
 

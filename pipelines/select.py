@@ -13,8 +13,8 @@ import sys
 import yaml
 
 from pipelines import config
-from pipelines.prepare import load
-from pipelines.train import train
+from pipelines.tables import load
+from pipelines.training import train
 
 
 def compare(parameter: str, values: list[str]) -> None:

@@ -67,7 +67,8 @@ def small_tables():
 @pytest.fixture(scope="session")
 def small_model(small_tables, tmp_path_factory):
     """(pipeline, meta, model_dir) of a 30-tree forest trained on the 20 % subset, saved with its ONNX export."""
-    from pipelines.train import save, train
+    from pipelines.model import save
+    from pipelines.training import train
 
     tables = small_tables
     pipeline, meta = train(

@@ -5,13 +5,12 @@ import pandas as pd
 import pytest
 
 from desy import schema
-from desy.inference import Decisions, OnnxModel, decide
+from desy.inference import Decisions, OnnxModel, cut, decide
 from desy.registry import META_FILE, ONNX_FILE
 from pipelines import config
 from pipelines.evaluate import evaluate
-from pipelines.model import choose_threshold
 from pipelines.register import ParityError, check_parity
-from pipelines.train import held_out_false_alarms, threshold_for
+from pipelines.thresholds import choose_threshold, held_out_false_alarms, threshold_for
 
 
 @pytest.mark.parametrize("budget", [0.0, 0.01, 0.05, 0.5])
@@ -61,6 +60,24 @@ def test_decide_with_a_threshold_per_category():
     result = decide(proba, classes, {"dos": 0.5, "probe": 0.5, "r2l": 0.2, "u2r": 0.5})
     assert result.is_attack.tolist() == [False, True, False]
     assert result.category.tolist() == ["normal", "r2l", "normal"]
+
+
+def test_cut_alerts_at_the_threshold_and_never_without_one():
+    probability = np.array([0.3, 0.3, 0.2999, 0.9])
+    candidate = np.array(["dos", "probe", "dos", "u2r"], dtype=object)
+    assert cut(probability, candidate, {"dos": 0.3, "probe": 0.31}).tolist() == [
+        True,
+        False,
+        False,
+        False,  # u2r has no threshold
+    ]
+    assert cut(probability, candidate, 0.3).tolist() == [True, True, False, True]
+
+
+def test_decide_takes_the_first_of_tied_attack_categories():
+    proba = np.array([[0.25, 0.5, 0.25, 0.0, 0.0]])
+    result = decide(proba, ["dos", "normal", "probe", "r2l", "u2r"], {"dos": 0.5, "probe": 0.1})
+    assert result.is_attack.tolist() == [True] and result.category.tolist() == ["dos"]
 
 
 def test_decide_uses_one_minus_p_normal():

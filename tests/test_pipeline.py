@@ -4,8 +4,9 @@ import pytest
 
 from pipelines import config
 from pipelines.evaluate import evaluate
-from pipelines.prepare import load, prepare
-from pipelines.train import train
+from pipelines.prepare import prepare
+from pipelines.tables import load
+from pipelines.training import train
 
 
 @pytest.mark.slow

@@ -9,8 +9,9 @@ from mlflow.tracking import MlflowClient
 
 from desy.registry import CHAMPION_ALIAS, META_FILE, MODEL_NAME, ONNX_FILE
 from pipelines.evaluate import evaluate
+from pipelines.model import save
 from pipelines.register import gate_reasons, metric_value, register
-from pipelines.train import save, train
+from pipelines.training import train
 from tests.conftest import SMALL_TRAIN_PARAMS
 
 RULES = {"min_kddtest_plus_accuracy": 0.75, "tolerance": 0.0}
