@@ -6,8 +6,6 @@ latest schema, for queries.
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -59,21 +57,12 @@ alerts = Table(
     ),  # an analyst's verdict: "normal" (false positive) or a category
     Column("src_key", LargeBinary(16)),  # the address as 16 bytes (IPv4 mapped), for CIDR ranges
     Column("dst_key", LargeBinary(16)),
-    Column("group_key", BigInteger),  # group_key(category, src_ip, dst_ip): the group's index
+    Column("group_key", BigInteger),  # alerts.groups.group_key: the group's index
     Column("source_id", Integer),  # sources.id: where the agent said it captured the connection
     Index("ix_alerts_received_at", "received_at"),
     Index("ix_alerts_group_key", "group_key"),
     Index("ix_alerts_status_received", "status", "received_at"),
 )
-
-
-@lru_cache(maxsize=65_536)  # the same groups, over and over
-def group_key(category: str, src_ip: str, dst_ip: str) -> int:
-    """A 64-bit hash of an alert group (the first 8 bytes of the MD5 of "category|src|dst", signed):
-    the group's alerts are found through an index of 8-byte keys, a third of the cost of indexing
-    the three strings. Distinct groups can share a key: queries compare the strings too."""
-    digest = hashlib.md5(f"{category}|{src_ip}|{dst_ip}".encode(), usedforsecurity=False).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def features_by_name(values: list[Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from math import ceil
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
@@ -36,8 +36,10 @@ from sqlalchemy import Engine
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from alerts import accounts, queries
-from alerts.queries import ACTIONS, ATTACK_CATEGORIES, STATUSES, BadQuery, Filters, GroupKey
+from alerts import accounts, queries, suppression, triage
+from alerts.filters import ATTACK_CATEGORIES, STATUSES, BadQuery, Filters
+from alerts.groups import GroupKey, form_value
+from alerts.triage import ACTIONS
 from dashboard.sign_ins import SignIns, keys_for, source_of
 from desy.schema import CATEGORIES, FEATURE_NAMES
 
@@ -71,17 +73,11 @@ def _when(seconds: float | None) -> str:
         return str(seconds)
 
 
-def group_value(category: str, src_ip: str, dst_ip: str) -> str:
-    """A group as a form value: category|source|destination, each part %-escaped (a stored
-    address may hold a "|"); _group_key reads it back."""
-    return "|".join(quote(part, safe=":") for part in (category, src_ip, dst_ip))
-
-
 TEMPLATES.env.filters |= {"some": _some, "when": _when}
 TEMPLATES.env.globals |= {
     "ranges": RANGES,
     "default_range": DEFAULT_RANGE,
-    "group_value": group_value,
+    "group_value": form_value,
 }
 
 
@@ -240,9 +236,9 @@ def create_app(
         query: Annotated[str, Form()] = "",
     ) -> RedirectResponse:
         filters = filters_from(**_params(query))
-        keys = [_group_key(value) for value in group]
+        keys = [GroupKey.from_value(value) for value in group]
         note = plain("note", note.strip(), 2000)
-        queries.act(engine, keys, filters, action, analyst, note, category or None)
+        triage.act(engine, keys, filters, action, analyst, note, category or None)
         return RedirectResponse(_local(back), status_code=303)
 
     @app.get("/overview", response_class=HTMLResponse)
@@ -272,7 +268,7 @@ def create_app(
     @app.get("/suppressions", response_class=HTMLResponse)
     def suppressions(request: Request, analyst: Analyst) -> Response:
         context = {
-            "rules": queries.list_suppressions(engine),
+            "rules": suppression.list_suppressions(engine),
             "user": analyst,
             "categories": CATEGORIES,
         }
@@ -287,7 +283,7 @@ def create_app(
         dst_cidr: Annotated[str, Form()] = "",
         service: Annotated[str, Form()] = "",
     ) -> RedirectResponse:
-        queries.add_suppression(
+        suppression.add_suppression(
             engine,
             analyst,
             plain("reason", reason, 2000),
@@ -300,7 +296,7 @@ def create_app(
 
     @app.post("/suppressions/{rule_id}/delete")
     def remove_suppression(analyst: Analyst, rule_id: int) -> RedirectResponse:
-        if not queries.remove_suppression(engine, rule_id, analyst):
+        if not suppression.remove_suppression(engine, rule_id, analyst):
             raise HTTPException(404, f"no suppression rule {rule_id} in force")
         return RedirectResponse("/suppressions", status_code=303)
 
@@ -484,14 +480,6 @@ def timeline_svg(summary: dict[str, Any]) -> str:
 def _params(query: str) -> dict[str, str]:
     allowed = set(Filters.__dataclass_fields__)
     return {k: v for k, v in parse_qsl(query) if k in allowed}
-
-
-def _group_key(value: str) -> GroupKey:
-    """The group a form value (group_value) names."""
-    parts = value.split("|")  # addresses may be empty: records sent without endpoints
-    if len(parts) != 3 or not parts[0]:
-        raise BadQuery(f"not an alert group: {value!r}")
-    return GroupKey(*(unquote(part) for part in parts))
 
 
 def _local(url: str) -> str:
