@@ -27,6 +27,12 @@ from desy.records import TEXT_WIDTHS
 from desy.schema import FEATURE_NAMES
 
 metadata = MetaData()
+#: The longest name an analyst's act is recorded under (an account's, a Basic auth user name).
+USER_WIDTH = 128
+#: The longest account name.
+USER_NAME_WIDTH = 64
+#: The longest note or reason an analyst writes (Text columns: the dashboard's limit).
+NOTE_WIDTH = 2000
 #: A row id: 64-bit on PostgreSQL, SQLite's rowid alias there.
 ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -110,7 +116,7 @@ def _audit(when: str) -> tuple[Column, Column, Column]:
     return (
         Column("id", ID, primary_key=True, autoincrement=True),
         Column(when, Float, nullable=False),
-        Column("user", String(128), nullable=False),
+        Column("user", String(USER_WIDTH), nullable=False),
     )
 
 
@@ -135,17 +141,17 @@ suppressions = Table(
     *_audit("created_at"),
     Column("category", String(8)),  # the conditions: None matches anything
     *(Column(name, String(49)) for name in ("src_cidr", "dst_cidr")),
-    Column("service", String(64)),
+    Column("service", String(TEXT_WIDTHS["service"])),
     Column("reason", Text, nullable=False),
     Column("removed_at", Float),  # when an analyst removed the rule (kept, for the record)
-    Column("removed_by", String(128)),
+    Column("removed_by", String(USER_WIDTH)),
 )
 
 #: Analysts' accounts (`desy users add`): with any, the dashboard signs analysts in by name.
 users = Table(
     "users",
     metadata,
-    Column("name", String(64), primary_key=True),
+    Column("name", String(USER_NAME_WIDTH), primary_key=True),
     Column("password_scrypt", String(160), nullable=False),  # scrypt$N$r$p$salt$hash
     Column("created_at", Float, nullable=False),
 )
@@ -156,7 +162,7 @@ sessions = Table(
     "sessions",
     metadata,
     Column("id_sha256", String(64), primary_key=True),
-    Column("user_name", String(64), nullable=False),
+    Column("user_name", String(USER_NAME_WIDTH), nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("password_scrypt", String(160), nullable=False),
 )
