@@ -1,115 +1,23 @@
-"""Writing verdicts to the alert store, and keeping it within its retention.
-
-One code path over SQLite (the default: a file, WAL, safe with several server workers) and
-PostgreSQL (`DESY_STORE_URL=postgresql://user@host/db`), through SQLAlchemy Core; the schema is
-created and upgraded by Alembic (`migrate`).
-"""
+"""Writing verdicts to the alert store, and keeping it within its retention (the database itself:
+alerts.database)."""
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections import Counter, namedtuple
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, Engine, create_engine, delete, event, exc, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, delete, exc, func, select
 
 from alerts.addresses import address_key
+from alerts.database import NEW_GROUPS_LOCK, one_at_a_time
+from alerts.groups import FIELDS, group_columns, group_key, group_of
 from alerts.suppression import Suppressions
-from alerts.tables import agents, alerts, batches, group_key, sources, verdict_counts
+from alerts.tables import agents, alerts, batches, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
-
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-#: Alembic's version table: its own name, so the store can share a database with MLflow's.
-VERSION_TABLE = "desy_store_version"
-
-
-def default_url() -> str:
-    """DESY_STORE_URL, else a SQLite file under ~/.local/share/desy/ (XDG_DATA_HOME)."""
-    if os.environ.get("DESY_STORE_URL"):
-        return os.environ["DESY_STORE_URL"]
-    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return f"sqlite:///{data / 'desy' / 'alerts.db'}"
-
-
-def check_url(url: str) -> None:
-    """ValueError unless url names a SQLite file or a PostgreSQL database."""
-    try:
-        backend = make_url(url).get_backend_name()
-    except Exception as err:  # noqa: BLE001 (SQLAlchemy's ArgumentError, or a bad port, etc.)
-        raise ValueError(f"not a database URL ({err})") from None
-    if backend not in ("sqlite", "postgresql"):
-        raise ValueError(f"the alert store is SQLite or PostgreSQL, not {backend}")
-
-
-def engine_for(url: str) -> Engine:
-    """An engine for a store URL: PostgreSQL through psycopg 3, connections given up after 10 s;
-    SQLite in WAL mode (checkpointed every ~40 MB), waiting up to 30 s for another writer, its
-    directory created."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() != "sqlite":
-        # A server that does not answer fails a connection in 10 s (the operator's own
-        # connect_timeout in the URL wins), instead of the system's minutes of TCP retries.
-        timeout = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
-        return create_engine(parsed, pool_pre_ping=True, connect_args=timeout)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoint the WAL every 10,000 pages (~40 MB), not 1,000: alert floods write faster.
-        cursor.execute("PRAGMA wal_autocheckpoint=10000")
-        cursor.close()
-
-    return engine
-
-
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Create or upgrade the store's schema to the latest migration (or to revision), one
-    process at a time: the server's workers all start by migrating the same store."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with _one_at_a_time(engine, MIGRATION_LOCK) as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-
-#: PostgreSQL advisory lock keys (any constants): of migrations, of finding new alert groups.
-MIGRATION_LOCK, NEW_GROUPS_LOCK = 0x44655379, 0x44655380
-
-
-@contextmanager
-def _one_at_a_time(engine: Engine, key: int) -> Iterator[Connection]:
-    """A transaction no other process runs at the same time with the same key: PostgreSQL
-    holds an advisory lock until it commits; SQLite (whose pysqlite runs a SELECT or a CREATE
-    TABLE before the transaction's first write outside of it) an exclusive flock(2) on a lock
-    file beside the database. Never on the database file itself: closing any descriptor of it
-    drops the process's own SQLite (fcntl) locks, and the database gets corrupted."""
-    database = engine.url.database
-    on_file = engine.dialect.name == "sqlite" and database and database != ":memory:"
-    with open(f"{database}-desy.lock", "ab") if on_file else nullcontext() as handle:
-        if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
-            yield connection
 
 
 class Source(NamedTuple):
@@ -261,7 +169,7 @@ class Store:
         found: list[dict[str, Any]] = []
         # Finding new groups reads, then writes: two workers at once would both find a group new.
         transaction = (
-            _one_at_a_time(self.engine, NEW_GROUPS_LOCK)
+            one_at_a_time(self.engine, NEW_GROUPS_LOCK)
             if new_groups is not None
             else self.engine.begin()
         )
@@ -467,24 +375,16 @@ def _new_groups(connection: Any, rows: list[AlertRow]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
         if row.status == "new" and row.label == "attack":
-            key = (row.category, row.src_ip, row.dst_ip)
-            group = groups.setdefault(
-                key,
-                {
-                    "category": key[0],
-                    "src_ip": key[1],
-                    "dst_ip": key[2],
-                    "alerts": 0,
-                    "max_probability": 0.0,
-                },
-            )
+            key = group_of(row)
+            if key not in groups:
+                groups[key] = dict(zip(FIELDS, key), alerts=0, max_probability=0.0)
+            group = groups[key]
             group["alerts"] += 1
             group["max_probability"] = max(group["max_probability"], row.attack_probability)
     keys, known = [group_key(*key) for key in groups], set()
-    columns = (alerts.c.category, alerts.c.src_ip, alerts.c.dst_ip)
     for start in range(0, len(keys), 1000):  # within SQLite's limit on bound values
         chunk = keys[start : start + 1000]
-        query = select(*columns).where(alerts.c.group_key.in_(chunk)).distinct()
+        query = select(*group_columns(alerts)).where(alerts.c.group_key.in_(chunk)).distinct()
         known |= set(map(tuple, connection.execute(query)))
     return [group for key, group in groups.items() if key not in known]
 

@@ -1,4 +1,5 @@
-"""Suppression rules: alerts matching one are archived as they are stored."""
+"""Suppression rules: analysts add and remove them, and alerts matching one are archived as they
+are stored."""
 
 from __future__ import annotations
 
@@ -6,12 +7,66 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select, update
 
 from alerts.addresses import network_range
+from alerts.filters import BadQuery, Filters
 from alerts.tables import suppressions
 
 RELOAD_SECONDS = 5.0  # how soon a new or removed rule takes effect in a running server
+
+
+def list_suppressions(engine: Engine) -> list[dict[str, Any]]:
+    """Every rule, in force or removed (removed_at set), oldest first."""
+    with engine.connect() as connection:
+        return [
+            dict(row._mapping)
+            for row in connection.execute(select(suppressions).order_by(suppressions.c.id))
+        ]
+
+
+def add_suppression(
+    engine: Engine,
+    user: str,
+    reason: str,
+    category: str | None = None,
+    src_cidr: str | None = None,
+    dst_cidr: str | None = None,
+    service: str | None = None,
+) -> int:
+    """A new rule (at least one condition, and a reason); returns its id."""
+    if not reason.strip():
+        raise BadQuery("a suppression rule needs a reason")
+    if not any((category, src_cidr, dst_cidr, service)):
+        raise BadQuery("a suppression rule needs at least one condition")
+    Filters(status="any", category=category, src=src_cidr, dst=dst_cidr)  # validates them
+    with engine.begin() as connection:
+        return connection.execute(
+            insert(suppressions).values(
+                created_at=time.time(),
+                user=user,
+                reason=reason.strip(),
+                category=category,
+                src_cidr=src_cidr,
+                dst_cidr=dst_cidr,
+                service=service,
+            )
+        ).inserted_primary_key[0]
+
+
+def remove_suppression(engine: Engine, rule_id: int, user: str) -> bool:
+    """Take a rule out of force, recording who and when (the rule stays, for the record);
+    False if there is no such rule in force."""
+    c = suppressions.c
+    with engine.begin() as connection:
+        return (
+            connection.execute(
+                update(suppressions)
+                .where(c.id == rule_id, c.removed_at.is_(None))
+                .values(removed_at=time.time(), removed_by=user)
+            ).rowcount
+            == 1
+        )
 
 
 @dataclass(frozen=True)

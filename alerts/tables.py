@@ -6,8 +6,6 @@ latest schema, for queries.
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +27,12 @@ from desy.records import TEXT_WIDTHS
 from desy.schema import FEATURE_NAMES
 
 metadata = MetaData()
+#: The longest name an analyst's act is recorded under (an account's, a Basic auth user name).
+USER_WIDTH = 128
+#: The longest account name.
+USER_NAME_WIDTH = 64
+#: The longest note or reason an analyst writes (Text columns: the dashboard's limit).
+NOTE_WIDTH = 2000
 #: A row id: 64-bit on PostgreSQL, SQLite's rowid alias there.
 ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -59,21 +63,12 @@ alerts = Table(
     ),  # an analyst's verdict: "normal" (false positive) or a category
     Column("src_key", LargeBinary(16)),  # the address as 16 bytes (IPv4 mapped), for CIDR ranges
     Column("dst_key", LargeBinary(16)),
-    Column("group_key", BigInteger),  # group_key(category, src_ip, dst_ip): the group's index
+    Column("group_key", BigInteger),  # alerts.groups.group_key: the group's index
     Column("source_id", Integer),  # sources.id: where the agent said it captured the connection
     Index("ix_alerts_received_at", "received_at"),
     Index("ix_alerts_group_key", "group_key"),
     Index("ix_alerts_status_received", "status", "received_at"),
 )
-
-
-@lru_cache(maxsize=65_536)  # the same groups, over and over
-def group_key(category: str, src_ip: str, dst_ip: str) -> int:
-    """A 64-bit hash of an alert group (the first 8 bytes of the MD5 of "category|src|dst", signed):
-    the group's alerts are found through an index of 8-byte keys, a third of the cost of indexing
-    the three strings. Distinct groups can share a key: queries compare the strings too."""
-    digest = hashlib.md5(f"{category}|{src_ip}|{dst_ip}".encode(), usedforsecurity=False).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def features_by_name(values: list[Any]) -> dict[str, Any]:
@@ -121,7 +116,7 @@ def _audit(when: str) -> tuple[Column, Column, Column]:
     return (
         Column("id", ID, primary_key=True, autoincrement=True),
         Column(when, Float, nullable=False),
-        Column("user", String(128), nullable=False),
+        Column("user", String(USER_WIDTH), nullable=False),
     )
 
 
@@ -146,17 +141,17 @@ suppressions = Table(
     *_audit("created_at"),
     Column("category", String(8)),  # the conditions: None matches anything
     *(Column(name, String(49)) for name in ("src_cidr", "dst_cidr")),
-    Column("service", String(64)),
+    Column("service", String(TEXT_WIDTHS["service"])),
     Column("reason", Text, nullable=False),
     Column("removed_at", Float),  # when an analyst removed the rule (kept, for the record)
-    Column("removed_by", String(128)),
+    Column("removed_by", String(USER_WIDTH)),
 )
 
 #: Analysts' accounts (`desy users add`): with any, the dashboard signs analysts in by name.
 users = Table(
     "users",
     metadata,
-    Column("name", String(64), primary_key=True),
+    Column("name", String(USER_NAME_WIDTH), primary_key=True),
     Column("password_scrypt", String(160), nullable=False),  # scrypt$N$r$p$salt$hash
     Column("created_at", Float, nullable=False),
 )
@@ -167,7 +162,7 @@ sessions = Table(
     "sessions",
     metadata,
     Column("id_sha256", String(64), primary_key=True),
-    Column("user_name", String(64), nullable=False),
+    Column("user_name", String(USER_NAME_WIDTH), nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("password_scrypt", String(160), nullable=False),
 )

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from alerts.store import Classified, Store, engine_for, migrate
+from alerts.database import engine_for, migrate
+from alerts.store import Classified, Store
 from benchmarks.postgres import temporary_postgres
 from dashboard.app import create_app
 from desy.schema import FEATURE_NAMES

@@ -277,7 +277,7 @@ def main() -> None:
     while a client browses and an attacker scans; prints what each agent and the store saw."""
     from sqlalchemy import func, select
 
-    from alerts.store import engine_for
+    from alerts.database import engine_for
     from alerts.tables import alerts
     from benchmarks.postgres import temporary_postgres
     from desy import PROJECT

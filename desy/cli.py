@@ -41,7 +41,7 @@ def is_loopback(host: str) -> bool:
 
 def _store_url(url: str | None) -> str:
     """The alert store's URL (the default one if None), checked; exits with a clear error."""
-    from alerts.store import check_url, default_url
+    from alerts.database import check_url, default_url
 
     url = url or default_url()
     try:
@@ -81,7 +81,7 @@ def _store_errors(url: Any) -> Iterator[None]:
 def _open_store(store_url: str | None) -> Engine:
     """The alert store (the default one if None), migrated; exits with a clear error if it
     cannot be opened."""
-    from alerts.store import engine_for, migrate
+    from alerts.database import engine_for, migrate
 
     url = absolute_store(_store_url(store_url))
     with _store_errors(url):

@@ -20,16 +20,8 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any, NamedTuple
 
-from alerts.store import (
-    UNKNOWN_SOURCE,
-    Batch,
-    Classified,
-    Source,
-    Store,
-    Written,
-    error_line,
-    migrate,
-)
+from alerts.database import migrate
+from alerts.store import UNKNOWN_SOURCE, Batch, Classified, Source, Store, Written, error_line
 from serving.notifier import Notifier
 
 log = logging.getLogger("desy.serving.store")

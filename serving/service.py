@@ -36,7 +36,8 @@ import bentoml
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from alerts.store import Store, engine_for
+from alerts.database import engine_for
+from alerts.store import Store
 from desy import schema
 from desy.agents import Registry
 from desy.http_limits import header_timeout, limit_headers

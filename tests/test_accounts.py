@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from alerts import accounts
 from alerts.accounts import AccountError
-from alerts.store import engine_for, migrate
+from alerts.database import engine_for, migrate
 from alerts.tables import sessions, users
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from alerts import queries
+from alerts import queries, suppression, triage
 from alerts.feedback import CATEGORY_LABEL, export
-from alerts.queries import BadQuery, Filters, GroupKey
+from alerts.filters import BadQuery, Filters
+from alerts.groups import GroupKey
 from alerts.store import Classified, Store
 from desy.schema import LABEL_CATEGORY
 from pipelines.prepare import flows
@@ -56,11 +57,11 @@ def test_groups_filters_and_triage(store_url):
     ]
 
     key = GroupKey("dos", "10.9.0.1", "10.0.0.2")
-    assert queries.act(engine, [key], Filters(), "escalate", "alice", "ticket 7") == 10
+    assert triage.act(engine, [key], Filters(), "escalate", "alice", "ticket 7") == 10
     assert [g["src_ip"] for g in queries.inbox(engine, Filters(status="escalated"))] == ["10.9.0.1"]
-    assert queries.act(engine, [key], Filters(status="escalated"), "false_positive", "bob") == 10
+    assert triage.act(engine, [key], Filters(status="escalated"), "false_positive", "bob") == 10
     assert (
-        queries.act(
+        triage.act(
             engine,
             [GroupKey("dos", "10.9.0.2", "10.0.0.2")],
             Filters(),
@@ -70,7 +71,7 @@ def test_groups_filters_and_triage(store_url):
         )
         == 10
     )
-    assert queries.act(engine, [key], Filters(status="any"), "note", "carol", "owner asked") == 0
+    assert triage.act(engine, [key], Filters(status="any"), "note", "carol", "owner asked") == 0
     history = queries.history(engine, key)
     assert [(h["user"], h["action"], h["alerts"], h["note"]) for h in history] == [
         ("carol", "note", 0, "owner asked"),
@@ -78,12 +79,12 @@ def test_groups_filters_and_triage(store_url):
         ("alice", "escalate", 10, "ticket 7"),
     ]
     with pytest.raises(BadQuery):
-        queries.act(engine, [key], Filters(), "note", "carol", "  ")
+        triage.act(engine, [key], Filters(), "note", "carol", "  ")
     assert len(queries.inbox(engine, Filters(status="archived"))) == 2
     with pytest.raises(BadQuery):
-        queries.act(engine, [key], Filters(), "confirm", "bob", category="normal")
+        triage.act(engine, [key], Filters(), "confirm", "bob", category="normal")
     with pytest.raises(BadQuery):
-        queries.act(engine, [], Filters(), "archive", "bob")
+        triage.act(engine, [], Filters(), "archive", "bob")
 
 
 def test_bad_filters_are_refused():
@@ -100,23 +101,25 @@ def test_bad_filters_are_refused():
 
 def test_a_suppression_rule_archives_matching_alerts_on_arrival(store_url):
     store = ready_store(store_url)
-    rule = queries.add_suppression(
+    rule = suppression.add_suppression(
         store.engine, "carol", "the scanner we run", src_cidr="10.9.0.0/30", service="http"
     )
     fill(store)
     assert {g["src_ip"] for g in queries.inbox(store.engine, Filters())} == {"2001:db8::7"}
     assert len(queries.inbox(store.engine, Filters(status="archived"))) == 3
-    assert [r["reason"] for r in queries.list_suppressions(store.engine)] == ["the scanner we run"]
-    assert queries.remove_suppression(store.engine, rule, "dave")
-    assert not queries.remove_suppression(store.engine, rule, "erin")  # out of force already
-    (removed,) = queries.list_suppressions(store.engine)
+    assert [r["reason"] for r in suppression.list_suppressions(store.engine)] == [
+        "the scanner we run"
+    ]
+    assert suppression.remove_suppression(store.engine, rule, "dave")
+    assert not suppression.remove_suppression(store.engine, rule, "erin")  # out of force already
+    (removed,) = suppression.list_suppressions(store.engine)
     assert removed["removed_by"] == "dave" and removed["removed_at"] > 0  # kept, for the record
     Store(store.engine).write([Classified(5.0, "6", record(src="10.9.0.1"), ATTACK)])
     assert "10.9.0.1" in {g["src_ip"] for g in queries.inbox(store.engine, Filters(since=0))}
     with pytest.raises(BadQuery):
-        queries.add_suppression(store.engine, "carol", "", src_cidr="10.0.0.0/8")
+        suppression.add_suppression(store.engine, "carol", "", src_cidr="10.0.0.0/8")
     with pytest.raises(BadQuery):
-        queries.add_suppression(store.engine, "carol", "everything")
+        suppression.add_suppression(store.engine, "carol", "everything")
 
 
 def test_normal_verdicts_kept_by_store_all_stay_out_of_the_analysts_way(store_url):
@@ -162,10 +165,10 @@ def test_overview_and_agents(store_url):
 def test_analysts_verdicts_become_training_rows(store_url, tmp_path):
     store = ready_store(store_url)
     fill(store)
-    queries.act(
+    triage.act(
         store.engine, [GroupKey("dos", "10.9.0.0", "10.0.0.2")], Filters(), "false_positive", "bob"
     )
-    queries.act(
+    triage.act(
         store.engine,
         [GroupKey("probe", "2001:db8::7", "10.0.0.2")],
         Filters(),

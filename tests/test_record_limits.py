@@ -12,7 +12,8 @@ import pytest
 from scapy.utils import wrpcapng
 from sqlalchemy import select
 
-from alerts.store import Classified, Store, engine_for, migrate
+from alerts.database import engine_for, migrate
+from alerts.store import Classified, Store
 from alerts.tables import agents, alerts, verdict_counts
 from desy import records, schema
 from serving.schemas import MAX_FLOWS, MAX_INT, BadRecords, fast_records, validate_flows

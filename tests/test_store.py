@@ -17,9 +17,12 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from alerts.addresses import address_key
-from alerts.queries import Filters, GroupKey, agent_sources, group_alerts
-from alerts.store import Batch, Classified, Source, Store, _alert_row, engine_for, migrate
-from alerts.tables import agents, alerts, batches, group_key, sources, verdict_counts
+from alerts.database import engine_for, migrate
+from alerts.filters import Filters
+from alerts.groups import GroupKey, group_key
+from alerts.queries import agent_sources, group_alerts
+from alerts.store import Batch, Classified, Source, Store, _alert_row
+from alerts.tables import agents, alerts, batches, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
 from serving.recorder import NotWritten, QueueFull, Recorder
 from tests.conftest import run
@@ -469,7 +472,7 @@ def test_migrations_go_down_and_up_again_keeping_the_alerts(store_url):
     from alembic import command
     from alembic.config import Config
 
-    from alerts.store import MIGRATIONS
+    from alerts.database import MIGRATIONS
 
     store = ready_store(store_url)
     store.write([Classified(1.0, "5", record(), ATTACK, Source("eth0", "/var/log/desy"))])

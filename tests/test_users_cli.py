@@ -7,7 +7,7 @@ import os
 import sys
 
 from alerts import accounts
-from alerts.store import engine_for
+from alerts.database import engine_for
 from tests.conftest import free_port, run
 
 

@@ -8,8 +8,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from alerts import queries
-from alerts.store import Classified, Store, engine_for
+from alerts import suppression
+from alerts.database import engine_for
+from alerts.store import Classified, Store
 from serving.notifier import Notifier
 from serving.recorder import Recorder
 from tests.conftest import free_port
@@ -54,7 +55,7 @@ def test_new_groups_are_notified_once_batched_and_suppressed_ones_not(tmp_path):
     url = f"sqlite:///{tmp_path}/alerts.db"
     store = ready_store(url)
     store.write([Classified(1.0, "6", record(src="10.0.0.1"), ATTACK)])  # an old group
-    queries.add_suppression(store.engine, "carol", "lab scanner", src_cidr="10.0.0.9/32")
+    suppression.add_suppression(store.engine, "carol", "lab scanner", src_cidr="10.0.0.9/32")
     hook = Hook()
     recorder = Recorder(Store(engine_for(url)), notifier=Notifier(hook.url, interval=0.2))
     for src in ("10.0.0.1", "10.0.0.2", "10.0.0.9", "10.0.0.2", "10.0.0.3"):

@@ -1,8 +1,8 @@
-"""Alembic environment: migrations run on the connection alerts.store.migrate hands over."""
+"""Alembic environment: migrations run on the connection alerts.database.migrate hands over."""
 
 from alembic import context
 
-from alerts.store import VERSION_TABLE
+from alerts.database import VERSION_TABLE
 from alerts.tables import metadata
 
 connection = context.config.attributes["connection"]

@@ -13,7 +13,7 @@ import sys
 import httpx
 from sqlalchemy import select
 
-from alerts.store import engine_for
+from alerts.database import engine_for
 from alerts.tables import alerts
 from desy.agents import add, disable
 from desy.records import record

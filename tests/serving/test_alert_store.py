@@ -9,7 +9,7 @@ import httpx
 import pandas as pd
 from sqlalchemy import func, select
 
-from alerts.store import engine_for
+from alerts.database import engine_for
 from alerts.tables import alerts, features_by_name, verdict_counts
 from desy.records import ROW_FIELDS, record
 from desy.schema import FEATURE_NAMES

@@ -12,7 +12,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from alerts.store import engine_for
+from alerts.database import engine_for
 from alerts.tables import alerts, verdict_counts
 from deploy.cluster import ATTACKER, MLFLOW_URI, WEBS, running
 from tests.conftest import new_database

@@ -24,7 +24,8 @@ from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import Engine
 
 from alerts import accounts
-from alerts.store import Classified, Source, Store, engine_for, migrate
+from alerts.database import engine_for, migrate
+from alerts.store import Classified, Source, Store
 from deploy.cluster import certificates
 from tests.conftest import ROOT, free_port, run
 from tests.serving.conftest import launch_chromium

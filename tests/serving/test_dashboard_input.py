@@ -7,7 +7,8 @@ import time
 
 import httpx
 
-from alerts.store import Classified, Store, engine_for, migrate
+from alerts.database import engine_for, migrate
+from alerts.store import Classified, Store
 from tests.serving.test_dashboard_accounts import running_dashboard
 from tests.test_store import ATTACK, record
 

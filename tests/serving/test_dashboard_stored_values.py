@@ -11,8 +11,10 @@ import time
 import httpx
 from sqlalchemy import update
 
-from alerts.store import Classified, Store, engine_for, migrate
-from alerts.tables import alerts, group_key
+from alerts.database import engine_for, migrate
+from alerts.groups import group_key
+from alerts.store import Classified, Store
+from alerts.tables import alerts
 from tests.serving.test_dashboard_accounts import running_dashboard
 from tests.test_store import ATTACK, record
 

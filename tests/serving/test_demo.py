@@ -4,7 +4,8 @@ import json
 import os
 import sys
 
-from alerts.store import Store, engine_for
+from alerts.database import engine_for
+from alerts.store import Store
 from tests.conftest import run
 
 

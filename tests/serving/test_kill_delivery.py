@@ -16,7 +16,7 @@ from collections import Counter
 import psutil
 from sqlalchemy import exc, func, select
 
-from alerts.store import engine_for
+from alerts.database import engine_for
 from alerts.tables import alerts
 from tests.conftest import PCAPS, ROOT, free_port
 from tests.serving.conftest import stop_server, wait_ready

@@ -9,7 +9,7 @@ import time
 import httpx
 from sqlalchemy import func, select
 
-from alerts.store import engine_for
+from alerts.database import engine_for
 from alerts.tables import alerts
 from tests.conftest import free_port, new_database
 from tests.serving.conftest import start_server, stop_server, wait_ready

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from alerts.store import engine_for
+from alerts.database import engine_for
 from alerts.tables import alerts, batches, verdict_counts
 from desy.records import BATCH_HEADER, record
 from tests.agent.helpers import extract_file

@@ -9,7 +9,7 @@ Revises: 0003
 import sqlalchemy as sa
 from alembic import op
 
-from alerts.tables import group_key
+from alerts.groups import group_key
 from desy.schema import FEATURE_NAMES
 
 revision = "0004"

@@ -1,0 +1,101 @@
+"""The pages analysts read: the inbox of alert groups, a group's connections and history, the
+overview, the agents."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from alerts import queries
+from alerts.filters import ATTACK_CATEGORIES, STATUSES, Filters
+from alerts.groups import GroupKey
+from alerts.triage import ACTIONS
+from dashboard.charts import timeline_svg
+from dashboard.dependencies import AlertStore, Analyst
+from dashboard.inputs import filters_from
+from dashboard.origin import origin
+from dashboard.rendering import TEMPLATES
+from desy.schema import CATEGORIES, FEATURE_NAMES
+
+router = APIRouter()
+Filtered = Annotated[Filters, Depends(filters_from)]
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/inbox")
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+def inbox(
+    request: Request,
+    engine: AlertStore,
+    analyst: Analyst,
+    filters: Filtered,
+    rows_only: bool = False,
+) -> Response:
+    context = {
+        "groups": queries.inbox(engine, filters),
+        "filters": filters,
+        "query": urlencode(filters.as_params()),
+        "user": analyst,
+        "statuses": STATUSES,
+        "categories": CATEGORIES,
+        "attack_categories": ATTACK_CATEGORIES,
+        "actions": ACTIONS,
+    }
+    return TEMPLATES.TemplateResponse(
+        request, "_groups.html" if rows_only else "inbox.html", context
+    )
+
+
+@router.get("/group", response_class=HTMLResponse)
+def group(
+    request: Request,
+    engine: AlertStore,
+    analyst: Analyst,
+    filters: Filtered,
+    key: Annotated[GroupKey, Depends()],
+) -> Response:
+    alerts = queries.group_alerts(engine, key, filters)
+    now = queries.agent_sources(engine, {a["agent_id"] for a in alerts})
+    for alert in alerts:
+        alert["origin"] = origin(alert, now.get(alert["agent_id"], {}))
+    context = {
+        "key": key,
+        "alerts": alerts,
+        "filters": filters,
+        "history": queries.history(engine, key),
+        "features": FEATURE_NAMES,
+        "user": analyst,
+        "query": urlencode(filters.as_params()),
+        "attack_categories": ATTACK_CATEGORIES,
+    }
+    return TEMPLATES.TemplateResponse(request, "group.html", context)
+
+
+@router.get("/overview", response_class=HTMLResponse)
+def overview(request: Request, engine: AlertStore, analyst: Analyst, filters: Filtered) -> Response:
+    if "status" not in request.query_params:  # what was detected, triaged or not
+        filters = replace(filters, status="any")
+    summary = queries.overview(engine, filters)
+    context = {
+        "summary": summary,
+        "chart": timeline_svg(summary),
+        "filters": filters,
+        "user": analyst,
+        "query": urlencode(filters.as_params()),
+        "statuses": STATUSES,
+        "categories": CATEGORIES,
+    }
+    return TEMPLATES.TemplateResponse(request, "overview.html", context)
+
+
+@router.get("/agents", response_class=HTMLResponse)
+def agents(request: Request, engine: AlertStore, analyst: Analyst) -> Response:
+    context = {"agents": queries.agent_status(engine), "user": analyst}
+    return TEMPLATES.TemplateResponse(request, "agents.html", context)
