@@ -1,7 +1,7 @@
 """The model server's settings: one object, read from the DESY_* environment and checked once.
 
-Each field is the variable DESY_<FIELD> and the option --<field> of `desy serve` (the option
-wins); an empty variable counts as unset. `desy serve` checks them, then hands them to BentoML's
+Each field is the variable DESY_<FIELD> and the option --<field> of `desy serve` (api_token's
+is --token); the option wins, and an empty variable counts as unset. `desy serve` checks them, then hands them to BentoML's
 worker processes as the environment (`ServerSettings.environ`), which each worker reads back here.
 """
 
@@ -117,12 +117,13 @@ def read(kind: type[Settings], **options: Any) -> Settings:
     try:
         return kind(**options)
     except ValidationError as err:
-        faults: dict[str, str] = {}
-        for error in err.errors():
-            field = str(error["loc"][0])
-            where = f"--{field.replace('_', '-')}" if field in options else variable(field)
-            reason = error["msg"].removeprefix("Value error, ")
-            faults.setdefault(
-                where, f"{reason[0].lower()}{reason[1:]}, not {str(error['input'])!r}"
-            )
-        raise SettingsError("; ".join(f"{where} {why}" for where, why in faults.items())) from None
+        faults = dict.fromkeys(_fault(error, options) for error in err.errors())
+        raise SettingsError("; ".join(faults)) from None
+
+
+def _fault(error: Any, options: dict[str, Any]) -> str:
+    """One line for a validation error: the variable (or option), what is wrong, the value."""
+    field = str(error["loc"][0])
+    where = f"--{field.replace('_', '-')}" if field in options else variable(field)
+    reason = error["msg"].removeprefix("Value error, ")
+    return f"{where} {reason[0].lower()}{reason[1:]}, not {str(error['input'])!r}"
