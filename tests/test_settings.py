@@ -7,33 +7,26 @@ import pytest
 
 from serving.settings import ConnectionLimits, ServerSettings, SettingsError, read
 
+TIMEOUTS = [
+    ("DESY_HEADER_TIMEOUT", "header_timeout", 10),
+    ("DESY_BODY_TIMEOUT", "body_timeout", 60),
+]
 
+
+@pytest.mark.parametrize(("variable", "field", "default"), TIMEOUTS)
 @pytest.mark.parametrize("raw", ["abc", "0", "-1", "1e9", "nan"])
-def test_a_bad_header_timeout_is_refused_clearly(monkeypatch, raw):
-    monkeypatch.setenv("DESY_HEADER_TIMEOUT", raw)
-    with pytest.raises(ValueError, match="DESY_HEADER_TIMEOUT must be seconds"):
+def test_a_bad_timeout_is_refused_clearly(monkeypatch, variable, field, default, raw):
+    monkeypatch.setenv(variable, raw)
+    with pytest.raises(ValueError, match=f"{variable} must be seconds"):
         read(ConnectionLimits)
 
 
-def test_the_header_timeout_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv("DESY_HEADER_TIMEOUT", raising=False)
-    assert read(ConnectionLimits).header_timeout == 10
-    monkeypatch.setenv("DESY_HEADER_TIMEOUT", "2.5")
-    assert read(ConnectionLimits).header_timeout == 2.5
-
-
-@pytest.mark.parametrize("raw", ["abc", "0", "-1", "1e9", "nan"])
-def test_a_bad_body_timeout_is_refused_clearly(monkeypatch, raw):
-    monkeypatch.setenv("DESY_BODY_TIMEOUT", raw)
-    with pytest.raises(ValueError, match="DESY_BODY_TIMEOUT must be seconds"):
-        read(ConnectionLimits)
-
-
-def test_the_body_timeout_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv("DESY_BODY_TIMEOUT", raising=False)
-    assert read(ConnectionLimits).body_timeout == 60
-    monkeypatch.setenv("DESY_BODY_TIMEOUT", "2.5")
-    assert read(ConnectionLimits).body_timeout == 2.5
+@pytest.mark.parametrize(("variable", "field", "default"), TIMEOUTS)
+def test_a_timeout_comes_from_the_environment(monkeypatch, variable, field, default):
+    monkeypatch.delenv(variable, raising=False)
+    assert getattr(read(ConnectionLimits), field) == default
+    monkeypatch.setenv(variable, "2.5")
+    assert getattr(read(ConnectionLimits), field) == 2.5
 
 
 @pytest.mark.parametrize(
