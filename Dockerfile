@@ -81,7 +81,7 @@ COPY --from=server-env /app /app
 USER desy
 ENV DESY_PORT=3000
 EXPOSE 3000
-HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD ["python3", "-m", "desy.healthcheck"]
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD ["python3", "-m", "serving.healthcheck"]
 ENTRYPOINT ["desy", "serve", "--host", "0.0.0.0"]
 
 FROM uv AS dashboard-env

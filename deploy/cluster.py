@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from desy import agents
 from lab.network import Host, Lab, run
+from serving import agent_tokens
 
 SUBNET = "10.204.0"
 CTL, CLIENT, ATTACKER = (
@@ -99,7 +99,7 @@ class Cluster:
         self.lab.up()
         self.ca, self.cert, self.key = certificates(self.dir, (CTL.ip, SERVER_NAME, "127.0.0.1"))
         for web in WEBS:
-            self.tokens[web.name] = agents.add(self.dir / "agents.json", web.name)
+            self.tokens[web.name] = agent_tokens.add(self.dir / "agents.json", web.name)
             self._web(web)
         self._mlflow()
         self._balancer()
@@ -166,7 +166,7 @@ class Cluster:
     def start_replica(self, index: int) -> None:
         """Replica index (0 or 1) on the server host, loading the champion from MLflow."""
         argv = [
-            sys.executable, "-m", "desy.cli", "serve", "--host", "127.0.0.1",
+            sys.executable, "-m", "commands", "serve", "--host", "127.0.0.1",
             "--port", str(REPLICA_PORTS[index]), "--workers", "1",
             "--agents-file", str(self.dir / "agents.json"), "--store-url", self.store_url,
             "--ssl-certfile", str(self.cert), "--ssl-keyfile", str(self.key),
@@ -280,7 +280,7 @@ def main() -> None:
     from alerts.database import engine_for
     from alerts.tables import alerts
     from benchmarks.postgres import temporary_postgres
-    from desy import PROJECT
+    from commands.project import PROJECT
 
     if os.geteuid() != 0 or shutil.which("nginx") is None or shutil.which("nmap") is None:
         sys.exit("cluster-demo needs root, nginx and nmap (apt-get install nginx nmap)")

@@ -1,6 +1,2 @@
-"""DeSy: what the agent, the server and the pipeline share."""
-
-from pathlib import Path
-
-#: The project's directory (where `desy serve` and the demo run from).
-PROJECT = Path(__file__).resolve().parent.parent
+"""DeSy's shared core: what the agent, the server and the pipeline share (the flow record's
+schema, its fields' limits, scoring, the model registry). It imports nothing else of DeSy."""

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from alerts.store import UNKNOWN_SOURCE, Source
-from desy.agents import Registry
 from desy.records import BATCH_HEADER, BATCH_ID_PATTERN, SOURCE_HEADERS
+from serving.agent_tokens import TokenFile
 from serving.schemas import BadRequest
 
 #: The model version this worker serves once the champion is loaded, or why it does not yet;
@@ -42,7 +42,7 @@ class Guard:
     """Token, content type and body size on protected paths; see the module docstring."""
 
     def __init__(
-        self, app: Any, token: str | None, max_body: int, agents: Registry | None = None
+        self, app: Any, token: str | None, max_body: int, agents: TokenFile | None = None
     ) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None

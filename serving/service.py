@@ -1,17 +1,11 @@
 """The DeSy model server: BentoML service classifying flow records with the champion model.
 
-Run with `desy serve` (or `bentoml serve serving.service:DesyNids`). Configuration from the
-environment: MLFLOW_TRACKING_URI (default sqlite:///mlruns/mlflow.db), DESY_API_TOKEN (bearer
-token for every path but health, metrics and the OpenAPI document), DESY_WORKERS (processes,
-default 1), DESY_MAX_BODY_BYTES (default 16 MiB), DESY_HEADER_TIMEOUT (seconds a connection may
-take to send its request headers, default 10), DESY_ACCESS_LOG=1 (a log line per request; off by
-default, it costs a third of a single-flow request's time), DESY_STORE_URL (the alert store, see
-alerts/store.py; empty: no store), DESY_STORE_ALL=1 (store normal verdicts too),
-DESY_STORE_RETENTION_DAYS (default 30), DESY_STORE_MAX_MB (SQLite, default 1024),
-DESY_SSL_CERTFILE and DESY_SSL_KEYFILE (HTTPS), DESY_AGENTS_FILE (agents with a token each, see desy/agents.py; replaces DESY_API_TOKEN),
-DESY_STORE_WAIT_SECONDS (how long a request waits for the store to commit its batch before a
-503, default 5), DESY_WEBHOOK_URL (a JSON POST of new alert groups, at most every
-DESY_WEBHOOK_INTERVAL seconds, default 10).
+Run with `desy serve` (or `bentoml serve serving.service:DesyNids`). Configuration:
+MLFLOW_TRACKING_URI (default sqlite:///mlruns/mlflow.db) and the DESY_* settings, read once at
+import (serving/settings.py): the bearer token for every path but health, metrics and the
+OpenAPI document (or an agents file, serving/agent_tokens.py), workers, body and time limits,
+the access log, the alert store (alerts/database.py; none without DESY_STORE_URL), HTTPS, the
+webhook.
 
 With a store, /classify answers once the store has committed the batch's verdicts: a 200 means
 they are stored (a batch named by X-Desy-Batch is stored once however often it is sent).
@@ -22,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import threading
 import time
 from collections import Counter
 from concurrent.futures import Future
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -39,10 +31,10 @@ from starlette.responses import JSONResponse
 from alerts.database import engine_for
 from alerts.store import Store
 from desy import schema
-from desy.agents import Registry
-from desy.http_limits import header_timeout, limit_headers
 from desy.records import BATCH_HEADER, CLASSIFY_PATH, model_columns
+from serving.agent_tokens import TokenFile
 from serving.guard import CURRENT_AGENT, CURRENT_BATCH, CURRENT_SOURCE, SERVED, Guard
+from serving.http_limits import limit_headers
 from serving.model import Champion, load_champion
 from serving.notifier import Notifier
 from serving.recorder import NotWritten, QueueFull, Recorder
@@ -53,6 +45,7 @@ from serving.schemas import (
     ClassifyResponse,
     validate_flows,
 )
+from serving.settings import ServerSettings, read
 
 log = logging.getLogger("desy.serving")
 
@@ -76,7 +69,8 @@ class _OneLineBadRequests(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_OneLineBadRequests())
 
 
-limit_headers(header_timeout())
+SETTINGS = read(ServerSettings)
+limit_headers(SETTINGS.header_timeout, SETTINGS.body_timeout)
 
 FLOWS_CLASSIFIED = bentoml.metrics.Counter(
     name="desy_flows_classified_total", documentation="Flow records classified."
@@ -114,54 +108,51 @@ WEBHOOK_FAILED = bentoml.metrics.Counter(
 INLINE_FLOWS = 16
 _ONE_AT_A_TIME = anyio.CapacityLimiter(1)
 _VOCABULARY = {name: frozenset(values) for name, values in schema.CATEGORICAL.items()}
-#: Seconds a request waits for the store to commit its batch; then 503 (the batch stays queued).
-STORE_WAIT = float(os.environ.get("DESY_STORE_WAIT_SECONDS", "5"))
 
 
-def _recorder() -> Recorder | None:
-    """The alert store's writer, if DESY_STORE_URL names a store."""
-    url = os.environ.get("DESY_STORE_URL", "")
-    if not url:
+def _recorder(settings: ServerSettings) -> Recorder | None:
+    """The alert store's writer, if the settings name a store."""
+    if not settings.store_url:
         return None
     return Recorder(
-        Store(engine_for(url)),
-        keep_normal=os.environ.get("DESY_STORE_ALL") == "1",
-        retention_days=float(os.environ.get("DESY_STORE_RETENTION_DAYS", "30")),
-        max_bytes=int(os.environ.get("DESY_STORE_MAX_MB", "1024")) << 20,
+        Store(engine_for(settings.store_url)),
+        keep_normal=settings.store_all,
+        retention_days=settings.store_retention_days,
+        max_bytes=settings.store_max_mb << 20,
         on_written=STORE_WRITTEN.inc,
         on_dropped=STORE_DROPPED.inc,
         on_refused=STORE_REFUSED.inc,
         on_status=partial(SERVED.__setitem__, "store"),
-        notifier=_notifier(),
+        notifier=_notifier(settings),
     )
 
 
-def _notifier() -> Notifier | None:
-    """Webhook notifications of new alert groups, if DESY_WEBHOOK_URL is set."""
-    url = os.environ.get("DESY_WEBHOOK_URL", "")
-    if not url:
+def _notifier(settings: ServerSettings) -> Notifier | None:
+    """Webhook notifications of new alert groups, if the settings name a webhook."""
+    if not settings.webhook_url:
         return None
-    interval = float(os.environ.get("DESY_WEBHOOK_INTERVAL", "10"))
-    return Notifier(url, interval=interval, on_failed=WEBHOOK_FAILED.inc)
-
-
-def _ssl() -> dict[str, Any]:
-    """HTTPS when DESY_SSL_CERTFILE and DESY_SSL_KEYFILE name a certificate and its key."""
-    certfile, keyfile = os.environ.get("DESY_SSL_CERTFILE"), os.environ.get("DESY_SSL_KEYFILE")
-    return (
-        {"enabled": True, "certfile": certfile, "keyfile": keyfile} if certfile and keyfile else {}
+    return Notifier(
+        settings.webhook_url, interval=settings.webhook_interval, on_failed=WEBHOOK_FAILED.inc
     )
+
+
+def _ssl(settings: ServerSettings) -> dict[str, Any]:
+    """HTTPS when the settings name a certificate and its key."""
+    certfile, keyfile = settings.ssl_certfile, settings.ssl_keyfile
+    if certfile is None or keyfile is None:
+        return {}
+    return {"enabled": True, "certfile": str(certfile), "keyfile": str(keyfile)}
 
 
 @bentoml.service(
     name="desy_nids",
-    workers=int(os.environ.get("DESY_WORKERS", "1")),
+    workers=SETTINGS.workers,
     traffic={"timeout": 30},
-    logging={"access": {"enabled": os.environ.get("DESY_ACCESS_LOG", "0") == "1"}},
+    logging={"access": {"enabled": SETTINGS.access_log}},
     # BentoML records an OpenTelemetry span for every request even when no exporter is set: a
     # tenth of a single-flow request's time. /classify is left untraced.
     tracing={"excluded_urls": [f"{CLASSIFY_PATH}$"]},
-    ssl=_ssl(),
+    ssl=_ssl(SETTINGS),
 )
 class DesyNids:
     """Loads models:/desy-nids@champion in the background; ready once it is loaded."""
@@ -169,7 +160,7 @@ class DesyNids:
     def __init__(self) -> None:
         self.champion: Champion | None = None
         self.load_error: str | None = None
-        self.recorder = _recorder()
+        self.recorder = _recorder(SETTINGS)
         if not self._try_load(
             retry_in=1.0
         ):  # a worker that can load the model now serves only with it
@@ -266,14 +257,15 @@ class DesyNids:
 
 
 async def _once_stored(answer: JSONResponse, stored: Future[None]) -> JSONResponse:
-    """The answer once the store committed its batch; a 503 if it did not within STORE_WAIT
-    seconds (the batch stays queued: a resend with the same batch id is not stored twice)."""
+    """The answer once the store committed its batch; a 503 if it did not within the store's
+    wait (the batch stays queued: a resend with the same batch id is not stored twice)."""
+    wait = SETTINGS.store_wait_seconds
     try:
-        await asyncio.wait_for(asyncio.wrap_future(stored), STORE_WAIT)
+        await asyncio.wait_for(asyncio.wrap_future(stored), wait)
     except TimeoutError:
         why = SERVED["store"] or "it is busy"
         return _unavailable(
-            f"the alert store has not committed this batch within {STORE_WAIT:g} s ({why}); it "
+            f"the alert store has not committed this batch within {wait:g} s ({why}); it "
             f"stays queued and is written once the store can be: resend it with the same "
             f"{BATCH_HEADER}"
         )
@@ -295,9 +287,7 @@ def _count_unknown(columns: dict) -> None:
 
 DesyNids.add_asgi_middleware(
     Guard,
-    token=os.environ.get("DESY_API_TOKEN") or None,
-    max_body=int(os.environ.get("DESY_MAX_BODY_BYTES", str(16 * 2**20))),
-    agents=Registry(Path(os.environ["DESY_AGENTS_FILE"]))
-    if os.environ.get("DESY_AGENTS_FILE")
-    else None,
+    token=SETTINGS.api_token,
+    max_body=SETTINGS.max_body_mb << 20,
+    agents=TokenFile(SETTINGS.agents_file) if SETTINGS.agents_file else None,
 )

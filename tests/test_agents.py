@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from desy.agents import AgentsError, Registry, add, disable, load, token_hash
+from serving.agent_tokens import AgentsError, TokenFile, add, disable, load, token_hash
 
 
 def test_tokens_are_kept_as_hashes_and_agents_can_be_disabled(tmp_path):
@@ -20,7 +20,7 @@ def test_tokens_are_kept_as_hashes_and_agents_can_be_disabled(tmp_path):
     assert token != other and len(token) >= 40
     assert token not in path.read_text() and token_hash(token) in path.read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    registry = Registry(path)
+    registry = TokenFile(path)
     assert registry.agent_for(token) == "sensor-a" and registry.agent_for(other) == "sensor-b"
     assert registry.agent_for("guess") is None
     disable(path, "sensor-a")
@@ -38,7 +38,7 @@ def test_tokens_are_kept_as_hashes_and_agents_can_be_disabled(tmp_path):
 def test_a_broken_file_is_logged_once_and_the_last_good_agents_kept(tmp_path, caplog):
     path = tmp_path / "agents.json"
     token = add(path, "sensor-a")
-    registry = Registry(path)
+    registry = TokenFile(path)
     path.write_text(json.dumps({"agents": [{"id": "x"}]}))
     with caplog.at_level(logging.ERROR, logger="desy.agents"):
         for _ in range(5):  # many requests, one change: one line

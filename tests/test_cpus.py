@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from desy import cpus
+from serving import cpus
 
 
 def cgroup_v2(root, text: str):
@@ -49,7 +49,14 @@ def test_a_quota_caps_the_cores_rounded_up(tmp_path):
 
 def test_the_cores_a_process_may_run_on():
     pinned = subprocess.run(
-        ["taskset", "-c", "0", sys.executable, "-c", "from desy import cpus; print(cpus.usable())"],
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-c",
+            "from serving import cpus; print(cpus.usable())",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 import uvicorn
 
-from desy.http_limits import body_timeout, header_timeout, limit_headers, raise_open_files
+from serving.http_limits import limit_headers, raise_open_files
 from tests.conftest import free_port
 
 SEEN: list[bytes] = []  # the paths of the requests the app was given
@@ -126,34 +126,6 @@ def test_a_body_of_many_packets_is_not_counted_as_headers(server):
     with socket.create_connection(("127.0.0.1", server), timeout=10) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-
-
-@pytest.mark.parametrize("raw", ["abc", "0", "-1", "1e9", "nan"])
-def test_a_bad_header_timeout_is_refused_clearly(monkeypatch, raw):
-    monkeypatch.setenv("DESY_HEADER_TIMEOUT", raw)
-    with pytest.raises(ValueError, match="DESY_HEADER_TIMEOUT must be seconds"):
-        header_timeout()
-
-
-def test_the_header_timeout_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv("DESY_HEADER_TIMEOUT", raising=False)
-    assert header_timeout() == 10
-    monkeypatch.setenv("DESY_HEADER_TIMEOUT", "2.5")
-    assert header_timeout() == 2.5
-
-
-@pytest.mark.parametrize("raw", ["abc", "0", "-1", "1e9", "nan"])
-def test_a_bad_body_timeout_is_refused_clearly(monkeypatch, raw):
-    monkeypatch.setenv("DESY_BODY_TIMEOUT", raw)
-    with pytest.raises(ValueError, match="DESY_BODY_TIMEOUT must be seconds"):
-        body_timeout()
-
-
-def test_the_body_timeout_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv("DESY_BODY_TIMEOUT", raising=False)
-    assert body_timeout() == 60
-    monkeypatch.setenv("DESY_BODY_TIMEOUT", "2.5")
-    assert body_timeout() == 2.5
 
 
 def test_the_soft_limit_of_open_files_is_raised_to_the_hard_one():

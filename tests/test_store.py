@@ -464,7 +464,7 @@ def test_a_bad_store_url_is_refused_with_a_clear_error():
         ("mysql://db/alerts", "SQLite or PostgreSQL"),
         ("nonsense", "not a database URL"),
     ):
-        done = run([sys.executable, "-m", "desy.cli", "serve", "--store-url", url], 60)
+        done = run([sys.executable, "-m", "commands", "serve", "--store-url", url], 60)
         assert done.returncode == 2 and said in done.stderr
 
 

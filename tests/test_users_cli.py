@@ -13,7 +13,7 @@ from tests.conftest import free_port, run
 
 def desy(*argv: str, stdin: str = "", env: dict | None = None):
     return run(
-        [sys.executable, "-m", "desy.cli", *argv],
+        [sys.executable, "-m", "commands", *argv],
         120,
         input=stdin,
         env={**os.environ, **(env or {})},

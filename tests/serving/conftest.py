@@ -83,7 +83,7 @@ def model_store(small_model, small_tables, tmp_path_factory):
 def start_server(uri: str, token: str | None, port: int, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     env.pop("DESY_API_TOKEN", None)
-    args = [sys.executable, "-m", "desy.cli", "serve", "--port", str(port), *extra]
+    args = [sys.executable, "-m", "commands", "serve", "--port", str(port), *extra]
     if token:
         args += ["--token", token]
     background = {

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from alerts.database import engine_for
 from alerts.tables import alerts
-from desy.agents import add, disable
 from desy.records import record
+from serving.agent_tokens import add, disable
 from tests.agent.helpers import extract_file
 from tests.conftest import PCAPS, ROOT, free_port, run
 from tests.serving.conftest import start_server, stop_server, wait_ready
@@ -28,7 +28,7 @@ def test_an_agent_speaks_only_for_itself(model_store, tmp_path):
     tokens = {}
     for name in ("sensor-a", "sensor-b"):
         added = subprocess.run(
-            [sys.executable, "-m", "desy.cli", "agents", "add", name, "--file", str(agents)],
+            [sys.executable, "-m", "commands", "agents", "add", name, "--file", str(agents)],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -61,7 +61,7 @@ def test_an_agent_speaks_only_for_itself(model_store, tmp_path):
             [
                 sys.executable,
                 "-m",
-                "desy.cli",
+                "commands",
                 "agents",
                 "disable",
                 "sensor-a",
@@ -89,7 +89,7 @@ def test_a_corrupt_agents_file_stops_the_server_at_start(tmp_path):
     for content in ("{not json", json.dumps({"agents": [{"id": "sensor-a"}]})):
         agents.write_text(content)
         started = run(
-            [sys.executable, "-m", "desy.cli", "serve", "--no-store", "--agents-file", agents],
+            [sys.executable, "-m", "commands", "serve", "--no-store", "--agents-file", agents],
             120,
         )
         assert started.returncode == 2, started.stderr
@@ -115,7 +115,7 @@ def test_a_broken_agents_file_is_logged_and_the_last_good_one_kept(model_store, 
     ]
     with log.open("w") as out:  # the server logs to standard output
         server = subprocess.Popen(
-            [sys.executable, "-m", "desy.cli", *argv],
+            [sys.executable, "-m", "commands", *argv],
             cwd=ROOT,
             env=dict(os.environ, MLFLOW_TRACKING_URI=uri),
             stdout=out,

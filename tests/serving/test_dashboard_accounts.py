@@ -35,7 +35,7 @@ PASSWORD = "correct horse battery"
 
 
 def desy(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "desy.cli", *argv], 120, input=stdin)
+    return run([sys.executable, "-m", "commands", *argv], 120, input=stdin)
 
 
 @contextmanager
@@ -52,7 +52,7 @@ def running_dashboard(
     tls = "--ssl-certfile" in argv
     limits = ["prlimit", "--nofile={}:{}".format(*open_files), "--"] if open_files else []
     web = subprocess.Popen(
-        [*limits, sys.executable, "-m", "desy.cli", "dashboard", "--port", str(port)]
+        [*limits, sys.executable, "-m", "commands", "dashboard", "--port", str(port)]
         + ["--store-url", store, *argv],
         cwd=ROOT,
         env={**os.environ, **(env or {})},

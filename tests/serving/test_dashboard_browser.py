@@ -48,7 +48,7 @@ def dashboard(model_store, tmp_path):
         [
             sys.executable,
             "-m",
-            "desy.cli",
+            "commands",
             "dashboard",
             "--port",
             str(web_port),

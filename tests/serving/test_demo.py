@@ -13,7 +13,7 @@ def test_demo_summarises_the_synthetic_capture(model_store, tmp_path):
     uri, version = model_store
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     result = run(
-        [sys.executable, "-m", "desy.cli", "demo", "--log-dir", tmp_path / "demo"], 600, env=env
+        [sys.executable, "-m", "commands", "demo", "--log-dir", tmp_path / "demo"], 600, env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model version {version}" in result.stdout

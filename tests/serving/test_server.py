@@ -240,7 +240,7 @@ def test_10k_malformed_requests_then_still_classifies(client, small_tables):
 
 
 def test_refuses_public_address_without_token():
-    serve = [sys.executable, "-m", "desy.cli", "serve", "--host", "0.0.0.0"]
+    serve = [sys.executable, "-m", "commands", "serve", "--host", "0.0.0.0"]
     result = run(serve, 60, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and "without a token" in result.stderr
 

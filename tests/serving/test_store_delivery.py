@@ -34,7 +34,7 @@ def serve_logged(uri: str, port: int, log: Path, *extra: str) -> subprocess.Pope
     standard output) in the file log."""
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     env.pop("DESY_API_TOKEN", None)
-    argv = [sys.executable, "-m", "desy.cli", "serve", "--port", str(port), "--workers", "1"]
+    argv = [sys.executable, "-m", "commands", "serve", "--port", str(port), "--workers", "1"]
     with open(log, "ab") as out:
         return subprocess.Popen(
             [*argv, *extra],

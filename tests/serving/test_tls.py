@@ -20,7 +20,7 @@ def test_agents_classify_over_tls_with_a_private_ca(model_store, tmp_path):
     ca, cert, key = certificates(tmp_path, ("127.0.0.1",))
     agents = tmp_path / "agents.json"
     token = run(
-        [sys.executable, "-m", "desy.cli", "agents", "add", "edge-1", "--file", agents], 60
+        [sys.executable, "-m", "commands", "agents", "add", "edge-1", "--file", agents], 60
     ).stdout.strip()
     port = free_port()
     tls = [
@@ -44,7 +44,7 @@ def test_agents_classify_over_tls_with_a_private_ca(model_store, tmp_path):
                 time.sleep(0.5)
         assert httpx.get(f"{url}/readyz", verify=str(ca), timeout=5).status_code == 200
         # the server image's HEALTHCHECK: HTTPS when the certificate is set, as the server serves
-        check = [sys.executable, "-m", "desy.healthcheck"]
+        check = [sys.executable, "-m", "serving.healthcheck"]
         health = {**os.environ, "DESY_PORT": str(port), "DESY_SSL_CERTFILE": str(cert)}
         assert run(check, 30, env=health).returncode == 0
         assert run(check, 30, env={**health, "DESY_SSL_CERTFILE": ""}).returncode == 1

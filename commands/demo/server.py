@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from desy import PROJECT
+from commands.project import PROJECT
 
 
 def free_port() -> int:
@@ -26,7 +26,7 @@ def start_server(port: int, store_url: str) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("DESY_API_TOKEN", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "desy.cli", "serve", "--port", str(port), "--store-url", store_url],
+        [sys.executable, "-m", "commands", "serve", "--port", str(port), "--store-url", store_url],
         cwd=PROJECT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -33,7 +33,9 @@ class AgentsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Agent:
+class AgentToken:
+    """An agent of the file: its id, its token's hash, whether it is accepted."""
+
     id: str
     token_sha256: str
     enabled: bool = True
@@ -43,7 +45,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def load(path: Path) -> list[Agent]:
+def load(path: Path) -> list[AgentToken]:
     """The agents of a file (none if it does not exist yet); AgentsError names what is wrong."""
     if not path.exists():
         return []
@@ -60,11 +62,11 @@ def load(path: Path) -> list[Agent]:
     return agents
 
 
-def _agent(entry: Any) -> Agent:
+def _agent(entry: Any) -> AgentToken:
     """An entry of the file, checked: TypeError or ValueError naming what is wrong."""
-    if not isinstance(entry, dict) or set(entry) != {field.name for field in fields(Agent)}:
+    if not isinstance(entry, dict) or set(entry) != {field.name for field in fields(AgentToken)}:
         raise TypeError(f"an entry is not {{id, token_sha256, enabled}}: {str(entry)[:80]}")
-    agent = Agent(**entry)
+    agent = AgentToken(**entry)
     if not isinstance(agent.id, str) or not AGENT_ID.fullmatch(agent.id):
         raise ValueError(f"bad agent id {str(agent.id)[:80]!r}")
     if not isinstance(agent.token_sha256, str) or not SHA256_HEX.fullmatch(agent.token_sha256):
@@ -74,7 +76,7 @@ def _agent(entry: Any) -> Agent:
     return agent
 
 
-def save(path: Path, agents: list[Agent]) -> None:
+def save(path: Path, agents: list[AgentToken]) -> None:
     """Write the file atomically, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
@@ -95,7 +97,7 @@ def add(path: Path, agent_id: str) -> str:
     if any(agent.id == agent_id for agent in agents):
         raise AgentsError(f"agent {agent_id!r} exists already")
     token = secrets.token_urlsafe(32)
-    save(path, [*agents, Agent(agent_id, token_hash(token))])
+    save(path, [*agents, AgentToken(agent_id, token_hash(token))])
     return token
 
 
@@ -103,14 +105,14 @@ def disable(path: Path, agent_id: str) -> None:
     agents = load(path)
     if not any(agent.id == agent_id for agent in agents):
         raise AgentsError(f"no agent {agent_id!r} in {path}")
-    save(path, [Agent(a.id, a.token_sha256, False) if a.id == agent_id else a for a in agents])
+    save(path, [AgentToken(a.id, a.token_sha256, False) if a.id == agent_id else a for a in agents])
 
 
 _MISSING: tuple[int, ...] = ()  # the stamp of a file that is not there
 
 
-class Registry:
-    """Token → agent id for the server, re-reading the file whenever it changes."""
+class TokenFile:
+    """The agents file as the server reads it: token → agent id, re-read whenever it changes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

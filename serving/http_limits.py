@@ -16,11 +16,12 @@ Descriptors: each slow client holds one until its time is up, so limit_headers a
 process's soft limit of open files to its hard limit (as nginx's worker_rlimit_nofile): 1,030
 slow clients exhausted a soft limit of 1,024; the hard one (1,048,576 in Docker's default) is
 what the host allows.
+
+The time limits are settings (serving/settings.py: DESY_HEADER_TIMEOUT, DESY_BODY_TIMEOUT).
 """
 
 from __future__ import annotations
 
-import os
 import resource
 from typing import Any
 
@@ -35,28 +36,6 @@ TOO_LARGE = (
 )
 
 
-def _seconds(name: str, default: str) -> float:
-    raw = os.environ.get(name, default)
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < 3600:
-        raise ValueError(f"{name} must be seconds between 0 and 3600, not {raw!r}")
-    return seconds
-
-
-def header_timeout() -> float:
-    """Seconds a connection may take to send its request headers: DESY_HEADER_TIMEOUT, else 10."""
-    return _seconds("DESY_HEADER_TIMEOUT", "10")
-
-
-def body_timeout() -> float:
-    """Seconds a request may take to send its body once its headers are in: DESY_BODY_TIMEOUT,
-    else 60 (an agent's batch of 16 MiB over 2.3 Mbit/s)."""
-    return _seconds("DESY_BODY_TIMEOUT", "60")
-
-
 def raise_open_files() -> int:
     """Raise the soft limit of open files to the hard limit; returns the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -69,12 +48,9 @@ def raise_open_files() -> int:
     return soft
 
 
-def limit_headers(
-    seconds: float, max_bytes: int = MAX_HEADER_BYTES, body_seconds: float | None = None
-) -> None:
+def limit_headers(seconds: float, body_seconds: float, max_bytes: int = MAX_HEADER_BYTES) -> None:
     """Patch uvicorn's HTTP/1.1 protocols (a later call replaces the limits of an earlier one)
-    and raise the soft limit of open files. body_seconds: body_timeout() unless given."""
-    body_seconds = body_timeout() if body_seconds is None else body_seconds
+    and raise the soft limit of open files."""
     for protocol in _protocols():
         _patch(protocol, seconds, max_bytes, body_seconds)
     raise_open_files()

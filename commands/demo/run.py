@@ -1,4 +1,4 @@
-"""`desy demo`: DeSy end to end on one machine.
+"""DeSy end to end on one machine (`desy demo`).
 
 Trains the model if the registry has no champion, starts the model server, feeds the capture
 agent a capture (its own synthetic one by default), stops the server and summarises the verdicts.
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import typer
 
-from desy import PROJECT, registry
-from desy.demo_capture import demo_capture
-from desy.report import summary
-from desy.server_process import free_port, start_server, wait_ready
+from commands.demo.capture import demo_capture
+from commands.demo.report import summary
+from commands.demo.server import free_port, start_server, wait_ready
+from commands.project import PROJECT
+from desy import registry
 
 
 def has_champion() -> bool:

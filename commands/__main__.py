@@ -1,0 +1,5 @@
+"""`python -m commands`: the `desy` command."""
+
+from commands import app
+
+app()
