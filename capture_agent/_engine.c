@@ -1602,29 +1602,29 @@ static PyObject *Engine_state(Engine *e, PyObject *Py_UNUSED(arg)) {
                          "window_hosts", (Py_ssize_t)e->host_counts.n);
 }
 
-static int get_double(PyObject *config, const char *name, double *out) {
+/* The engine setting `name` (a borrowed reference), or NULL with KeyError set. */
+static PyObject *setting(PyObject *config, const char *name) {
     PyObject *v = PyDict_GetItemString(config, name);
-    if (!v) {
-        PyErr_Format(PyExc_KeyError, "engine setting %s missing", name);
-        return -1;
-    }
+    if (!v) PyErr_Format(PyExc_KeyError, "engine setting %s missing", name);
+    return v;
+}
+
+static int get_double(PyObject *config, const char *name, double *out) {
+    PyObject *v = setting(config, name);
+    if (!v) return -1;
     *out = PyFloat_AsDouble(v);
     return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
 }
 
 static int get_size(PyObject *config, const char *name, Py_ssize_t *out) {
-    PyObject *v = PyDict_GetItemString(config, name);
-    if (!v) {
-        PyErr_Format(PyExc_KeyError, "engine setting %s missing", name);
-        return -1;
-    }
+    PyObject *v = setting(config, name);
+    if (!v) return -1;
     *out = PyLong_AsSsize_t(v);
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 static PyObject *get_object(PyObject *config, const char *name) {
-    PyObject *v = PyDict_GetItemString(config, name);
-    if (!v) PyErr_Format(PyExc_KeyError, "engine setting %s missing", name);
+    PyObject *v = setting(config, name);
     Py_XINCREF(v);
     return v;
 }
