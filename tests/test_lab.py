@@ -15,6 +15,7 @@ from lab.network import ATTACKER, CLIENTS, SERVER
 from lab.scenarios import SCENARIOS
 from lab.table import cap_attacks, is_attack, label_rows
 from pipelines.prepare import FlowTableError, flows, split_runs
+from tests.agent.test_engine_identical import assert_extract_is_the_oracles
 from tests.conftest import LAB_TABLE, run
 
 
@@ -160,4 +161,6 @@ def test_small_lab_run_with_real_tools(tmp_path):
     assert (normal["label"] == "normal").all() and len(normal) > 10
     assert {"http", "domain_u"} & set(normal["service"])
     assert (frame["run"] == "mixed-probe-syn/0").all()
-    assert (tmp_path / "work" / "mixed-probe-syn-0.pcap").stat().st_size > 10_000
+    pcap = tmp_path / "work" / "mixed-probe-syn-0.pcap"
+    assert pcap.stat().st_size > 10_000
+    assert_extract_is_the_oracles(pcap, tmp_path / "native.csv")  # real tools' traffic too

@@ -252,14 +252,32 @@ class Captures:
     def expected(self, name: str, options: Options) -> tuple[list[str], object]:
         """The oracle's CSV lines (header first) and counters."""
         if (name, options) not in self.oracle:
-            timeouts, limits = options.engine(OracleTimeouts, OracleLimits)
-            lines = [HEADER]
-            for rows, progress in oracle_extract_file(
-                self.path(name), timeouts, limits, parallel=False
-            ):
-                lines += csv_lines(rows)
-            self.oracle[name, options] = lines, progress
+            self.oracle[name, options] = oracle_output(self.path(name), options)
         return self.oracle[name, options]
+
+
+def oracle_output(path: Path, options: Options = DEFAULT) -> tuple[list[str], object]:
+    """The oracle's CSV lines of a capture (header first) and its counters."""
+    timeouts, limits = options.engine(OracleTimeouts, OracleLimits)
+    lines = [HEADER]
+    for rows, progress in oracle_extract_file(path, timeouts, limits, parallel=False):
+        lines += csv_lines(rows)
+    return lines, progress
+
+
+def assert_extract_is_the_oracles(
+    path: Path, out: Path, options: Options = DEFAULT, expected: tuple | None = None
+) -> None:
+    """`desy-agent extract path` writes the oracle's CSV, and extract_file counts as it does."""
+    lines, counters = expected or oracle_output(path, options)
+    argv = ["extract", str(path), "-o", str(out), "-q", *options.argv()]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    actual = out.read_text().splitlines(keepends=True)
+    assert_same_lines(lines, actual, f"desy-agent extract {path.name}")
+    timeouts, limits = options.engine(Timeouts, Limits)
+    *_, (_, production) = production_extract_file(path, timeouts, limits)
+    assert_same_counters(counters, production, f"extract_file({path.name})")
 
 
 @pytest.fixture(scope="module")
@@ -278,16 +296,8 @@ def test_every_shared_capture_is_compared():
 @pytest.mark.parametrize(("name", "options"), cases())
 def test_extract_writes_the_oracles_csv_and_counts(captures, tmp_path, name, options):
     path = captures.path(name)
-    expected, counters = captures.expected(name, options)
-    out = tmp_path / "out.csv"
-    argv = ["extract", str(path), "-o", str(out), "-q", *options.argv()]
-    result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 0, result.output
-    actual = out.read_text().splitlines(keepends=True)
-    assert_same_lines(expected, actual, f"desy-agent extract {name}")
-    timeouts, limits = options.engine(Timeouts, Limits)
-    *_, (_, production) = production_extract_file(path, timeouts, limits)
-    assert_same_counters(counters, production, f"extract_file({name})")
+    expected = captures.expected(name, options)
+    assert_extract_is_the_oracles(path, tmp_path / "out.csv", options, expected)
 
 
 def test_a_tiny_payload_budget_refuses_the_same_bytes(captures):
