@@ -168,18 +168,23 @@ def test_a_sender_that_cannot_start_ends_the_run_with_everything_counted_lost(tm
     assert "the sender process failed" in result.stderr and not server.received
 
 
+def flood_sent(server: ClassifyServer, log_dir: Path, requests: int, **popen) -> subprocess.Popen:
+    """An agent replaying the SYN flood to server, once the server has had `requests` requests
+    (or after 60 s)."""
+    proc = subprocess.Popen(
+        agent_argv(PCAPS / "synflood_spoofed.pcap", server.url, log_dir), **popen
+    )
+    deadline = time.monotonic() + 60
+    while len(server.attempts) < requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def test_a_killed_sender_ends_the_run(tmp_path):
     log_dir = tmp_path / "logs"
     with ClassifyServer() as server:
-        proc = subprocess.Popen(
-            agent_argv(PCAPS / "synflood_spoofed.pcap", server.url, log_dir),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
         # a second request: the first batch's verdicts are in the sender's tally by then
-        while len(server.attempts) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        proc = flood_sent(server, log_dir, 2, stderr=subprocess.PIPE, text=True)
         (sender,) = psutil.Process(proc.pid).children()
         sender.send_signal(signal.SIGKILL)
         _, stderr = proc.communicate(timeout=60)
@@ -302,13 +307,7 @@ def test_a_second_run_keeps_the_first_runs_capture_and_logs(tmp_path):
 def test_a_restart_after_a_crash_keeps_the_packets_written_before_it(tmp_path):
     log_dir = tmp_path / "logs"
     with ClassifyServer() as server:
-        proc = subprocess.Popen(
-            agent_argv(PCAPS / "synflood_spoofed.pcap", server.url, log_dir),
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while not server.received and time.monotonic() < deadline:
-            time.sleep(0.05)
+        proc = flood_sent(server, log_dir, 1, stderr=subprocess.DEVNULL)
         time.sleep(1.5)  # past a flush of capture.pcap
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

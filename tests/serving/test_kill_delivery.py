@@ -14,13 +14,13 @@ import time
 from collections import Counter
 
 import psutil
-from sqlalchemy import exc, func, select
+from sqlalchemy import exc, select
 
 from alerts.database import engine_for
 from alerts.tables import alerts
 from tests.conftest import PCAPS, ROOT, free_port
 from tests.serving.conftest import stop_server, wait_ready
-from tests.serving.test_store_delivery import serve_logged
+from tests.serving.test_store_delivery import count_rows, serve_logged
 
 #: Rows in the store before the server is killed: part of the run is stored, part is not yet.
 KILL_AFTER_ROWS = 1000
@@ -50,20 +50,11 @@ def _kill_all(server: subprocess.Popen) -> None:
     server.wait(30)
 
 
-def _count(store: str) -> int:
-    engine = engine_for(store)
-    try:
-        with engine.connect() as connection:
-            return connection.scalar(select(func.count()).select_from(alerts))
-    finally:
-        engine.dispose()
-
-
 def _wait_for_rows(store: str, count: int, agent: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and agent.poll() is None:
         with contextlib.suppress(exc.DBAPIError):  # the schema not created yet
-            if _count(store) >= count:
+            if count_rows(store) >= count:
                 return
         time.sleep(0.05)
     raise AssertionError(f"the store never reached {count} rows while the agent ran")

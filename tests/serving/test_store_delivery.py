@@ -46,7 +46,8 @@ def serve_logged(uri: str, port: int, log: Path, *extra: str) -> subprocess.Pope
         )
 
 
-def _count(url: str, table=alerts) -> int:
+def count_rows(url: str, table=alerts) -> int:
+    """The rows of a table in the store at url."""
     engine = engine_for(url)
     try:
         with engine.connect() as connection:
@@ -55,29 +56,36 @@ def _count(url: str, table=alerts) -> int:
         engine.dispose()
 
 
+def serve_storing_all(uri: str, store: str, workers: int) -> tuple[subprocess.Popen, str]:
+    """A ready server of the model store at uri recording every verdict in store; its URL."""
+    port = free_port()
+    proc = start_server(
+        uri, None, port, "--workers", str(workers), "--store-url", store, "--store-all"
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc)
+    return proc, url
+
+
 def _post(url: str, flows: list[dict], batch: str | None = None) -> httpx.Response:
     headers = {BATCH_HEADER: batch} if batch is not None else {}
     return httpx.post(f"{url}/classify", json={"flows": flows}, headers=headers, timeout=60)
 
 
 def test_an_answer_means_stored_and_a_batch_sent_again_is_stored_once(model_store, tmp_path, flows):
-    uri, _ = model_store
     store = f"sqlite:///{tmp_path}/alerts.db"
-    port = free_port()
-    proc = start_server(uri, None, port, "--workers", "2", "--store-url", store, "--store-all")
-    url = f"http://127.0.0.1:{port}"
+    proc, url = serve_storing_all(model_store[0], store, workers=2)
     try:
-        wait_ready(url, proc)
         for bad in ("", "has space", "x" * 65, "semi;colon"):
             answer = _post(url, flows[:5], bad)
             assert answer.status_code == 400 and BATCH_HEADER in answer.json()["error"]
-        assert _count(store) == 0
+        assert count_rows(store) == 0
         for sent in range(1, 4):  # the same batch three times, on either worker
             assert _post(url, flows[:100], "agent-1.b-1").status_code == 200
-            assert _count(store) == 100  # stored before the answer, and once
+            assert count_rows(store) == 100  # stored before the answer, and once
         assert _post(url, flows[100:300]).status_code == 200  # no id: stored as it comes
         assert _post(url, flows[100:300]).status_code == 200
-        assert _count(store) == 500 and _count(store, batches) == 1
+        assert count_rows(store) == 500 and count_rows(store, batches) == 1
     finally:
         stop_server(proc)
     engine = engine_for(store)
@@ -91,14 +99,10 @@ def test_a_locked_store_gets_a_503_and_the_batch_resent_is_stored_once(
     """While another process holds SQLite's write lock, the answer is a 503 with Retry-After;
     the batch stays queued and is written when the lock goes, and the agent's resend of it
     (same batch id) is not stored again."""
-    uri, _ = model_store
     monkeypatch.setenv("DESY_STORE_WAIT_SECONDS", "1")
     store = f"sqlite:///{tmp_path}/alerts.db"
-    port = free_port()
-    proc = start_server(uri, None, port, "--workers", "1", "--store-url", store, "--store-all")
-    url = f"http://127.0.0.1:{port}"
+    proc, url = serve_storing_all(model_store[0], store, workers=1)
     try:
-        wait_ready(url, proc)
         assert _post(url, flows[:10], "warm-up").status_code == 200
         holder = sqlite3.connect(tmp_path / "alerts.db", isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
@@ -113,7 +117,7 @@ def test_a_locked_store_gets_a_503_and_the_batch_resent_is_stored_once(
         while (answer := _post(url, flows[10:60], "locked-1")).status_code != 200:
             assert time.monotonic() < deadline, answer.text
             time.sleep(1)
-        assert _count(store) == 60
+        assert count_rows(store) == 60
     finally:
         stop_server(proc)
 
