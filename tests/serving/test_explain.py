@@ -1,15 +1,19 @@
-"""`desy explain` over a real MLflow store (the small model registered as champion) and a real
-alert store holding connections of a shared capture, as the model's ONNX export classified them."""
+"""`desy explain` and the dashboard's "Why this verdict" over a real MLflow store (the small model
+registered as champion) and a real alert store holding connections of a shared capture, as the
+model's ONNX export classified them; the dashboard in Chromium."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import sys
 import time
 
+import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 
 from alerts.database import engine_for, migrate
@@ -21,6 +25,8 @@ from desy.registry import META_FILE, ONNX_FILE
 from desy.schema import FEATURE_NAMES
 from pipelines.explain import ForestExplainer
 from tests.conftest import run
+from tests.serving.conftest import launch_chromium
+from tests.serving.test_dashboard_accounts import running_dashboard
 from tests.test_explain import captured
 
 FLOOD = 20
@@ -100,3 +106,42 @@ def test_desy_explain_refuses_what_it_cannot_explain(model_store, stored, tmp_pa
     path.write_text(json.dumps(dict.fromkeys(FEATURE_NAMES, 0)))
     unknown = desy_explain(model_store, path, "--model-version", "999")
     assert unknown.returncode == 1 and "model version 999:" in unknown.stderr
+
+
+def stored_under_a_lost_version(url: str, features: dict) -> int:
+    """The id of an alert stored under a version the registry does not have."""
+    engine = engine_for(url)
+    verdict = {"label": "attack", "attack_probability": 0.9, "category": "dos"}
+    Store(engine).write([Classified(time.time(), "999", features, verdict)])
+    with engine.connect() as connection:
+        found = connection.scalar(select(alerts.c.id).where(alerts.c.model_version == "999"))
+    engine.dispose()
+    return found
+
+
+def test_the_drill_down_shows_why_in_the_browser(model_store, small_model, flood, stored, tmp_path):
+    url, alert_id = stored
+    first = flood[0]
+    expected = expected_lines(model_store, small_model, first)
+    lost = stored_under_a_lost_version(url, flood[1] | {"src_ip": "10.99.0.1"})
+    env = {"MLFLOW_TRACKING_URI": model_store[0]}
+    with running_dashboard(url, tmp_path / "dashboard.log", env=env) as web:
+        fragment = httpx.get(f"{web}/alerts/{alert_id}/why", timeout=120)
+        assert fragment.status_code == 200, fragment.text
+        assert f"<li>{html.escape(expected[1])}</li>" in fragment.text
+        assert httpx.get(f"{web}/alerts/999999/why").status_code == 404
+        gone = httpx.get(f"{web}/alerts/{lost}/why", timeout=60)
+        assert gone.status_code == 200 and "No explanation: model version 999:" in gone.text
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page()
+            group = {"category": "dos", "src_ip": first["src_ip"], "dst_ip": first["dst_ip"]}
+            page.goto(f"{web}/group?{httpx.QueryParams(group | {'last': 'all'})}")
+            row = page.locator("#connections details").first
+            row.locator("summary").click()
+            row.get_by_role("button", name="Why this verdict").click()
+            why = row.locator(".why")
+            expect(why.locator("li")).to_have_count(10)
+            assert why.locator("p").first.inner_text() == expected[0]
+            assert why.locator("li").all_inner_texts() == expected[1:-1]
+            browser.close()
