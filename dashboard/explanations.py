@@ -36,4 +36,5 @@ def why(request: Request, engine: AlertStore, analyst: Analyst, alert_id: int) -
     alert = queries.alert(engine, alert_id)
     if alert is None:
         raise HTTPException(404, f"no alert {alert_id}")
-    return TEMPLATES.TemplateResponse(request, "_why.html", explained(alert) | {"user": analyst})
+    context = explained(alert) | {"alert_id": alert_id, "user": analyst}
+    return TEMPLATES.TemplateResponse(request, "_why.html", context)
