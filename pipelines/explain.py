@@ -14,6 +14,8 @@ its features (explain).
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -113,7 +115,7 @@ class ForestExplainer:
 
     def __init__(self, pipeline: Pipeline, meta: Mapping[str, Any], version: str = "") -> None:
         self.encode = pipeline[:-1]
-        self.forest: RandomForestClassifier = pipeline[-1]
+        self.forest: RandomForestClassifier = copy.copy(pipeline[-1])  # the same trees
         self.forest.n_jobs = 1  # one connection at a time: threads cost more than they save
         self.classes = [str(c) for c in self.forest.classes_]
         self.threshold = meta["threshold"]
@@ -126,8 +128,8 @@ class ForestExplainer:
         self.parent = np.concatenate(
             [parents(tree, offset) for tree, offset in zip(trees, offsets, strict=False)]
         )
-        split = np.concatenate([tree.feature for tree in trees])
-        self.split_source = np.where(split >= 0, source_features(pipeline)[split], -1)
+        split = np.concatenate([tree.feature for tree in trees])  # negative at a leaf
+        self.split_source = np.where(split >= 0, source_features(pipeline)[split.clip(0)], -1)
         self.roots = offsets[:-1]
 
     @property
@@ -156,7 +158,10 @@ class ForestExplainer:
         contributions, probabilities = self.contributions(frame)
         found = decide(probabilities, self.classes, self.threshold)
         verdict = category or str(found.category[0])
-        category = candidate(probabilities[0], self.classes) if verdict == "normal" else verdict
+        if verdict == "normal":  # its most probable attack category: every one is at threshold 0
+            category = str(decide(probabilities, self.classes, 0.0).category[0])
+        else:
+            category = verdict
         k = self.classes.index(category)
         ordered = sorted(
             (
@@ -185,18 +190,10 @@ def parents(tree: Any, offset: int) -> np.ndarray:
     return parent
 
 
-def candidate(probabilities: np.ndarray, classes: list[str]) -> str:
-    """The most probable attack category (what a normal verdict is explained against)."""
-    attack = [k for k, c in enumerate(classes) if c != "normal"]
-    return classes[max(attack, key=lambda k: probabilities[k])]
-
-
 @lru_cache(maxsize=4)
 def load_explainer(version: str) -> ForestExplainer:
     """The explainer of a registered version of desy-nids (its sklearn pipeline and metadata,
     from the MLflow registry at desy.registry.tracking_uri()); a few versions stay loaded."""
-    import json
-
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
