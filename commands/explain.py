@@ -18,13 +18,17 @@ if TYPE_CHECKING:
 Record = Annotated[
     Path | None,
     typer.Argument(
-        help="A flow record as a JSON object (desy/records.py); - reads standard input."
+        help="A flow record as a JSON object (desy/records.py; a line of an agent's flows.jsonl "
+        "is explained under the version its verdict names); - reads standard input."
     ),
 ]
 AlertId = Annotated[int | None, typer.Option("--alert", help="A stored alert's id instead.")]
 Version = Annotated[
     str | None,
-    typer.Option(help="The registered version to explain a record under (default: the champion)."),
+    typer.Option(
+        help="The registered version to explain a record under (default: its verdict's, else "
+        "the champion)."
+    ),
 ]
 Shown = Annotated[int, typer.Option(min=1, max=len(FEATURE_NAMES), help="Features named.")]
 
@@ -49,6 +53,15 @@ def _read_record(path: Path) -> dict[str, Any]:
             f"the record has no {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}"
         )
     return record
+
+
+def _said(record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(model version, category) of the verdict a record carries (a line of an agent's
+    flows.jsonl), or Nones."""
+    verdict = record.get("verdict")
+    if not isinstance(verdict, dict) or not verdict.get("model_version"):
+        return None, None
+    return str(verdict["model_version"]), verdict.get("category")
 
 
 def _champion_version() -> str:
@@ -104,10 +117,9 @@ def explain(
     if alert is not None:
         version, features, category = _stored(alert, store_url)
     else:
-        version, features, category = (
-            model_version or _champion_version(),
-            _read_record(record),
-            None,
-        )
+        features = _read_record(record)
+        said_version, said_category = _said(features)
+        version = model_version or said_version or _champion_version()
+        category = said_category if version == said_version else None
     for line in _explained(version, features, category).lines(shown):
         typer.echo(line)

@@ -87,6 +87,13 @@ def test_desy_explain_prints_a_record_and_a_stored_alert_alike(
     assert re.fullmatch(
         r"38 other features together: [+-]\d\.\d\d", by_stdin.stdout.splitlines()[-1]
     )
+    verdict = {"label": "attack", "attack_probability": 0.8, "category": "dos"}
+    logged = flood[0] | {"verdict": verdict | {"model_version": model_store[1]}}  # flows.jsonl's
+    by_line = desy_explain(model_store, "-", input=json.dumps(logged))
+    assert by_line.stdout.splitlines() == expected
+    lost = flood[0] | {"verdict": verdict | {"model_version": "999"}}
+    by_lost = desy_explain(model_store, "-", input=json.dumps(lost))
+    assert by_lost.returncode == 1 and "model version 999:" in by_lost.stderr
     url, first = stored
     by_alert = desy_explain(model_store, "--alert", first, "--store-url", url)
     assert by_alert.returncode == 0, by_alert.stderr
