@@ -1,6 +1,7 @@
 """`desy explain` and the dashboard's "Why this verdict" over a real MLflow store (the small model
 registered as champion) and a real alert store holding connections of a shared capture, as the
-model's ONNX export classified them; the dashboard in Chromium."""
+model's ONNX export classified them; the dashboard in Chromium (its screenshot to
+$DESY_SCREENSHOTS, else the test's directory)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -147,8 +149,10 @@ def test_the_drill_down_shows_why_in_the_browser(model_store, small_model, flood
             row = page.locator("#connections details").first
             row.locator("summary").click()
             row.get_by_role("button", name="Why this verdict").click()
-            why = row.locator(".why")
+            why = row.locator("div.why")
             expect(why.locator("li")).to_have_count(10)
             assert why.locator("p").first.inner_text() == expected[0]
             assert why.locator("li").all_inner_texts() == expected[1:-1]
+            shots = Path(os.environ.get("DESY_SCREENSHOTS") or tmp_path)
+            why.screenshot(path=str(shots / "why.png"))
             browser.close()
