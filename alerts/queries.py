@@ -100,6 +100,13 @@ def group_alerts(
         ]
 
 
+def alert(engine: Engine, alert_id: int) -> dict[str, Any] | None:
+    """One stored alert, its features by name; None if there is no such alert."""
+    with engine.connect() as connection:
+        row = connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+    return None if row is None else row._asdict() | {"features": _by_name(row.features)}
+
+
 def _by_name(features: Any) -> dict[str, Any]:
     """An alert's stored features by name; what an older or odd row holds (not 41 values) as
     far as it goes."""

@@ -1,7 +1,8 @@
-"""The dashboard: an inbox of grouped alerts that analysts triage, a group's connections and
-history, an overview, the agents, suppression rules. Server-rendered (FastAPI, Jinja2) with htmx
-for live updates; it only reads and updates the alert store, so it runs beside `desy serve` or
-on another host.
+"""The dashboard: an inbox of grouped alerts that analysts triage, a group's connections (and
+why each verdict) and history, an overview, the agents, suppression rules. Server-rendered
+(FastAPI, Jinja2) with htmx for live updates; it reads and updates the alert store (and reads
+the models of the MLflow registry, to explain verdicts), so it runs beside `desy serve` or on
+another host.
 
 Who may use it: once the store has analysts' accounts (`desy users add`), each signs in with
 their own (a form, then a session cookie), and their actions are recorded under that name.
@@ -9,8 +10,8 @@ Without accounts but with a token, every page needs HTTP Basic authentication wi
 password and any user name (the analyst's, as they say). Without either, only this machine's
 users reach it (on loopback). Cross-site form posts are refused.
 
-One app over routers: login (signing in), views (the pages analysts read), triage (their
-actions), suppressions (rules); what the routes depend on is in dashboard.dependencies.
+One app over routers: login (signing in), views (the pages analysts read), explanations (why a
+verdict), triage (their actions), suppressions (rules); what the routes depend on is in dashboard.dependencies.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.filters import BadQuery
-from dashboard import login, suppressions, triage, views
+from dashboard import explanations, login, suppressions, triage, views
 from dashboard.dependencies import Access, SignInNeeded
 from dashboard.rendering import HERE
 from dashboard.sign_ins import SignIns
@@ -45,7 +46,7 @@ def create_app(
     app.add_middleware(SameOriginPosts)
     app.add_exception_handler(BadQuery, bad_query)
     app.add_exception_handler(SignInNeeded, sign_in_needed)
-    for routes in (login, views, triage, suppressions):
+    for routes in (login, views, explanations, triage, suppressions):
         app.include_router(routes.router)
     return app
 

@@ -45,6 +45,18 @@ def operating_point(
     }
 
 
+def typical_normal(frame: pd.DataFrame) -> dict[str, Any]:
+    """Each feature's typical value in the normal rows of frame: the median of a number, the
+    most common value of a categorical feature (what an explanation shows beside a value)."""
+    normal = frame[frame["category"] == "normal"]
+    return {
+        name: str(normal[name].mode().iloc[0])
+        if name in schema.CATEGORICAL
+        else float(normal[name].median())
+        for name in schema.FEATURE_NAMES
+    }
+
+
 def fit(pipeline: Pipeline, kdd: pd.DataFrame, lab: pd.DataFrame, lab_weight: float) -> Pipeline:
     """Fit on KDD rows (weight 1) and lab rows (weight lab_weight) together."""
     frame = pd.concat([kdd, lab], ignore_index=True)
@@ -98,7 +110,7 @@ def train(
 ) -> tuple[Pipeline, dict[str, Any]]:
     """Fit on KDD's train split and the lab's training and validation runs; choose the
     thresholds on KDD's validation split and on the lab runs' out-of-fold scores. Returns the
-    pipeline and its metadata."""
+    pipeline and its metadata (with each feature's typical value in the normal training rows)."""
     labs = [frame for frame in (lab_train, lab_validation) if frame is not None and len(frame)]
     lab = pd.concat(labs, ignore_index=True) if labs else validation.head(0)
     started = time.perf_counter()
@@ -151,6 +163,7 @@ def train(
         "classes": [str(c) for c in pipeline.classes_],
         "features": list(schema.FEATURE_NAMES),
         "threshold": threshold,
+        "normal_typical": typical_normal(pd.concat([train_frame, lab], ignore_index=True)),
         "false_alarm_budget": budget,
         "kdd_false_alarm_budget": budgets(budget)["kdd"],
         "validation": point(threshold) | held_out(budget),
