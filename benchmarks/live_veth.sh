@@ -31,7 +31,8 @@ sleep 4
 packets=$((PPS * SECONDS_))
 ip netns exec $B tcpreplay -q -i dvb --pps "$PPS" --loop 0 --limit "$packets" "$PCAP" 2>&1 | grep -E "Actual|Rated|Failed" || true
 sleep 8
-kill -TERM $AGENT_PID; wait $AGENT_PID || true
+kill -TERM $AGENT_PID; stopped=$(date +%s.%N); wait $AGENT_PID || true
+echo "the agent exited $(python3 -c "import time; print(f'{time.time() - $stopped:.1f}')") s after SIGTERM (flows waiting in its backlog are classified first)"
 kill $SERVER_PID 2>/dev/null || true; sleep 2
 captured=0  # capture.pcap and its rotations
 for f in "$LOG"/capture.pcap*; do captured=$((captured + $(tcpdump -nr "$f" 2>/dev/null | wc -l))); done
@@ -41,6 +42,6 @@ summary, offered, captured = json.load(open(sys.argv[1])), int(sys.argv[2]), int
 seen = summary["packets_seen"]
 print(f"offered {offered:,}  in capture.pcap {captured:,} ({1 - captured / offered:.4%} missing)  "
       f"seen by the agent {seen:,} ({1 - seen / offered:.4%} missing)  kernel drops {summary['packets_kernel_dropped']:,}  queue drops {summary['packets_queue_dropped']:,}  "
-      f"connections {summary['connections_emitted']:,}  classified {summary['flows_classified']:,}  lost {summary['flows_lost']}")
+      f"connections {summary['connections_emitted']:,}  classified {summary['flows_classified']:,}  waited in the backlog {summary['flows_backlogged']:,}  lost {summary['flows_lost']}")
 PY
 echo "logs: $LOG"
