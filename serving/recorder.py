@@ -159,15 +159,12 @@ class Recorder:
         return queued
 
     def _write(self, queued: list[_Queued]) -> None:
-        new_groups: list[dict[str, Any]] | None = [] if self.notifier else None
-        written = self.store.write_batches(
-            [item.batch() for item in queued], self.keep_normal, new_groups
-        )
+        written = self.store.write_batches([item.batch() for item in queued], self.keep_normal)
         self._done(queued)
         for item in queued:
             item.done.set_result(None)
-        if new_groups:
-            self.notifier.submit(new_groups)
+        if self.notifier is not None and written.incidents:
+            self.notifier.submit(written.incidents)
         self.on_written(written.counted)
         if written.refused:
             self._refused(written)
