@@ -190,3 +190,89 @@ def test_the_migration_puts_stored_alerts_into_incidents(store_url):
     assert counted == {found[0]["id"]: 40, found[1]["id"]: 7, found[2]["id"]: 3, None: 1}
     store.write(flood(2, at=T0 + 5100))  # new alerts join the incident the migration made
     assert stored_incidents(store)[2]["connections"] == 5
+
+
+def test_the_inbox_lists_incidents_and_one_action_archives_a_whole_one(store_url):
+    from alerts import queries, triage
+    from alerts.filters import Filters
+    from alerts.groups import GroupKey
+
+    store = ready_store(store_url)
+    scan = [
+        Classified(T0 + 1, "6", record("a2", src="10.9.9.9") | {"dst_ip": f"10.0.1.{i % 3}", "dst_port": i}, PROBE)
+        for i in range(30)
+    ]  # fmt: skip
+    store.write(flood(900, at=T0) + flood(5, at=T0, victim="10.0.0.3") + scan)
+    engine = store.engine
+    inbox = queries.incident_inbox(engine, Filters(since=0))
+    assert [(i["category"], i["src_ip"], i["dst_ip"], i["connections"]) for i in inbox] == [
+        ("probe", "10.9.9.9", "", 30),
+        ("dos", "", "10.0.0.3", 5),
+        ("dos", "", "10.0.0.2", 900),
+    ]  # the last seen first, then the newest
+    flooded = inbox[2]
+    assert (flooded["sources"], flooded["peak_rate"], flooded["agents"]) == (900, 500, "a1")
+    # filters: an address range matches what names an incident, or any of a flood's sources
+    some_source = flood(900)[17].record["src_ip"]
+    assert [i["id"] for i in queries.incident_inbox(engine, Filters(since=0, src=some_source))] == [
+        flooded["id"]
+    ]
+    assert [
+        i["category"] for i in queries.incident_inbox(engine, Filters(since=0, agent="a2"))
+    ] == ["probe"]
+    groups = queries.incident_groups(engine, flooded["id"], limit=1000)
+    assert len(groups) == 900 and {g["count"] for g in groups} == {1}  # one per spoofed source
+
+    # one action archives the whole flood: every connection of it, recorded once
+    assert (
+        triage.act(engine, [], Filters(), "archive", "alice", "flood", incident_ids=[flooded["id"]])
+        == 900
+    )
+    assert flooded["id"] not in [i["id"] for i in queries.incident_inbox(engine, Filters(since=0))]
+    archived = queries.incident_inbox(engine, Filters(status="archived", since=0))
+    assert [(i["id"], i["archived_alerts"], i["new_alerts"]) for i in archived] == [
+        (flooded["id"], 900, 0)
+    ]
+    with engine.connect() as connection:
+        statuses = connection.execute(
+            select(alerts.c.status, func.count())
+            .where(alerts.c.incident_id == flooded["id"])
+            .group_by(alerts.c.status)
+        ).all()
+    assert statuses == [("archived", 900)]
+    history = queries.incident_history(engine, flooded["id"])
+    assert [(h["user"], h["action"], h["alerts"], h["note"], h["dst_ip"]) for h in history] == [
+        ("alice", "archive", 900, "flood", "10.0.0.2")
+    ]
+    # a selection of an incident's groups: only their alerts, in the incident's history too
+    scan_id = inbox[0]["id"]
+    group = GroupKey("probe", "10.9.9.9", "10.0.1.1")
+    assert triage.act(engine, [group], Filters(), "escalate", "bob", within=scan_id) == 10
+    (scanned,) = [i for i in queries.incident_inbox(engine, Filters(since=0)) if i["id"] == scan_id]
+    assert (scanned["new_alerts"], scanned["escalated_alerts"]) == (20, 10)
+    assert [h["user"] for h in queries.incident_history(engine, scan_id)] == ["bob"]
+    # the flood goes on: its new alerts join the incident and bring it back to the inbox
+    store.write(flood(3, at=T0 + 60))
+    (back,) = [
+        i for i in queries.incident_inbox(engine, Filters(since=0)) if i["id"] == flooded["id"]
+    ]
+    assert (back["new_alerts"], back["archived_alerts"], back["connections"]) == (3, 900, 903)
+
+
+def test_the_overview_counts_incidents_and_leaves_spoofed_sources_out_of_the_top(store_url):
+    from alerts import queries
+    from alerts.filters import Filters
+
+    store = ready_store(store_url)
+    guesser = [
+        Classified(T0 + i, "6", record(src="10.7.7.7", service="ftp"), R2L) for i in range(8)
+    ]
+    store.write(flood(600) + guesser)
+    summary = queries.overview(store.engine, Filters(status="any", since=0))
+    assert (summary["incidents"], summary["incident_alerts"]) == (2, 608)
+    assert summary["spoofed_victim"] == "10.0.0.2"
+    assert summary["sources"] == [("10.7.7.7", 8)]  # not ten spoofed addresses with one alert each
+    # without a spoofed flood, every source counts
+    store.write([Classified(T0 + 9000, "6", record(src="10.1.1.1"), ATTACK)])
+    later = queries.overview(store.engine, Filters(status="any", since=T0 + 8000))
+    assert later["spoofed_victim"] is None and later["sources"] == [("10.1.1.1", 1)]
