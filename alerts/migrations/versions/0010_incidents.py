@@ -83,6 +83,8 @@ def _assign_stored_alerts(connection: sa.Connection) -> None:
                 "agent_id",
                 "attack_probability",
                 "status",
+                "src_key",
+                "dst_key",
                 "incident_id",
             )
         ),
