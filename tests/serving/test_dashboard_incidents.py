@@ -85,7 +85,7 @@ def test_a_flood_and_a_scan_are_two_incidents_and_one_action_archives_the_flood(
         expect(page.locator("#summary")).to_contain_text(f"{flooded} ({flooded} new")
         expect(page.locator("#groups tbody tr")).to_have_count(200)  # the largest 200 groups
         expect(page.locator("#connections tbody tr").first).to_contain_text(f"→ {VICTIM}:")
-        page.screenshot(path=str(shots / "incident.png"), full_page=True)
+        page.screenshot(path=str(shots / "incident.png"))  # its first screen
 
         page.goto(f"{url}/inbox")  # one action archives the whole flood
         page.check(f"#incidents tr[data-incident='{flood.get_attribute('data-incident')}'] input")
