@@ -262,8 +262,12 @@ def assign(
     touched: list[tuple[dict[str, Any], list[int]]] = []
     for ident, members in buckets.items():
         current = latest.get(ident)
-        for segment in _segments(members, rows, quiet):
-            first = min(rows[i].received_at for i in segment)
+        for segment in _segments(members, rows, quiet) if len(members) > 1 else (members,):
+            first = (
+                rows[segment[0]].received_at
+                if len(segment) == 1
+                else min(rows[i].received_at for i in segment)
+            )
             if current is None or first - current["last_seen"] > quiet:
                 current = _fresh(ident, keys[ident], rows[segment[0]])
                 created.append((current, segment))
