@@ -276,3 +276,33 @@ def test_the_overview_counts_incidents_and_leaves_spoofed_sources_out_of_the_top
     store.write([Classified(T0 + 9000, "6", record(src="10.1.1.1"), ATTACK)])
     later = queries.overview(store.engine, Filters(status="any", since=T0 + 8000))
     assert later["spoofed_victim"] is None and later["sources"] == [("10.1.1.1", 1)]
+
+
+def test_a_false_positive_incident_is_exported_whole_and_retention_drops_empty_incidents(
+    store_url, tmp_path
+):
+    import csv
+
+    from alerts import triage
+    from alerts.feedback import export
+    from alerts.filters import Filters
+
+    store = ready_store(store_url)
+    store.write(flood(30, at=T0))
+    store.write(flood(20, at=T0 + 5000, victim="10.0.0.3"))
+    first, _ = stored_incidents(store)
+    assert (
+        triage.act(
+            store.engine, [], Filters(), "false_positive", "carol", incident_ids=[first["id"]]
+        )
+        == 30
+    )
+    out = tmp_path / "feedback.csv"
+    assert export(store.engine, out) == 30  # every connection of it, labelled normal
+    with out.open() as handle:
+        assert {row["label"] for row in csv.DictReader(handle)} == {"normal"}
+    # retention: the old incident's alerts are kept (an analyst's verdict), so is the incident;
+    # the other's go, and the incident with them once it is over
+    store.purge(T0 + 6000)
+    assert [i["id"] for i in stored_incidents(store)] == [first["id"]]
+    assert store.alert_count() == 30
