@@ -113,7 +113,7 @@ incidents = Table(
     Column("escalated_alerts", BigInteger, nullable=False),
     Column("archived_alerts", BigInteger, nullable=False),
     Index("ix_incidents_key", "incident_key", "last_seen"),
-    Index("ix_incidents_last_seen", "last_seen"),
+    Index("ix_incidents_last_seen", "last_seen", "id"),
 )
 
 

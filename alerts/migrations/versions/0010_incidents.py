@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("archived_alerts", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_incidents_key", "incidents", ["incident_key", "last_seen"])
-    op.create_index("ix_incidents_last_seen", "incidents", ["last_seen"])
+    op.create_index("ix_incidents_last_seen", "incidents", ["last_seen", "id"])
     op.add_column("alerts", sa.Column("incident_id", sa.BigInteger, nullable=True))
     op.add_column("actions", sa.Column("incident_id", sa.BigInteger, nullable=True))
     op.create_index("ix_actions_incident", "actions", ["incident_id"])
