@@ -227,13 +227,14 @@ COLUMNS = tuple(c.name for c in incidents.columns)
 
 
 def assign(
-    connection: Connection, rows: Sequence[Any], quiet: float = QUIET_SECONDS
+    connection: Connection, rows: Sequence[Any], quiet: float = QUIET_SECONDS, report: bool = True
 ) -> tuple[list[int | None], list[dict[str, Any]]]:
     """The incident of each row (alerts about to be stored, or stored ones: received_at,
     category, label, addresses, service, dst_port, start_time, agent_id, attack_probability,
     status), None for normal verdicts; the incidents are created or updated on connection,
-    which the caller holds the write lock on. Also returns what changed, per incident touched:
-    its state after the write, with "new" (created now) and "added" (alerts it got now)."""
+    which the caller holds the write lock on. Also returns what changed (if report), per
+    incident touched: its state after the write, with "new" (created now) and "added" (alerts it
+    got now)."""
     buckets: dict[tuple[str, str, str, str], list[int]] = {}
     for i, row in enumerate(rows):
         if row.label != "attack":
@@ -290,8 +291,9 @@ def assign(
     for state, segment in created + touched:
         for i in segment:
             assigned[i] = state["id"]
-        report = news.setdefault(state["id"], _report(state))
-        report["added"] += len(segment)
+        if report:
+            told = news.setdefault(state["id"], _report(state))
+            told["added"] += len(segment)
     return assigned, list(news.values())
 
 

@@ -100,11 +100,15 @@ def _received(batch: Batch) -> float:
 
 class Store:
     """The alert store behind one engine; an incident ends after quiet_seconds without an
-    alert of it."""
+    alert of it. With report_incidents, a write says what it did to incidents (Written.incidents:
+    for the webhook)."""
 
-    def __init__(self, engine: Engine, quiet_seconds: float = QUIET_SECONDS) -> None:
+    def __init__(
+        self, engine: Engine, quiet_seconds: float = QUIET_SECONDS, report_incidents: bool = False
+    ) -> None:
         self.engine = engine
         self.quiet_seconds = quiet_seconds
+        self.report_incidents = report_incidents
         self.suppressions = Suppressions(engine)
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -185,7 +189,11 @@ class Store:
                 seen.update(part.seen)
             if new_groups is not None and rows:
                 found = _new_groups(connection, rows)
-            ids, news = assign(connection, rows, self.quiet_seconds) if rows else ([], [])
+            ids, news = (
+                assign(connection, rows, self.quiet_seconds, self.report_incidents)
+                if rows
+                else ([], [])
+            )
             self._insert_parts(connection, rows, counts, seen, ids)
         if new_groups is not None:
             new_groups.extend(found)

@@ -84,6 +84,8 @@ class Recorder:
         self.retention, self.max_bytes = retention_days * 86400, max_bytes
         self.on_written, self.on_dropped, self.on_refused = on_written, on_dropped, on_refused
         self.on_status, self.notifier = on_status, notifier
+        if notifier is not None:
+            store.report_incidents = True  # what the writes do to incidents, for the webhook
         self.queue: list[_Queued] = []
         self.pending = 0  # verdicts queued or being written
         self.lost = 0  # verdicts not written by shutdown

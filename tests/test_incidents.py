@@ -137,7 +137,7 @@ def test_a_distinct_count_past_its_exact_range_is_estimated_in_bounded_state():
 
 
 def _write_the_same_flood(url: str, barrier: Any, found: Any) -> None:
-    store = Store(engine_for(url))
+    store = Store(engine_for(url), report_incidents=True)
     barrier.wait(60)
     written = store.write_batches([Batch(flood(50))])
     found.put([(i["id"], i["new"]) for i in written.incidents])
