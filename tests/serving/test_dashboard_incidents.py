@@ -87,6 +87,11 @@ def test_a_flood_and_a_scan_are_two_incidents_and_one_action_archives_the_flood(
         expect(page.locator("#connections tbody tr").first).to_contain_text(f"→ {VICTIM}:")
         page.screenshot(path=str(shots / "incident.png"))  # its first screen
 
+        page.click("#suppress")  # a rule like the incident: its victim, prefilled
+        expect(page.locator("input[name=dst_cidr]")).to_have_value(f"{VICTIM}/32")
+        expect(page.locator("select[name=category]")).to_have_value("dos")
+        expect(page.locator("input[name=src_cidr]")).to_have_value("")
+
         page.goto(f"{url}/inbox")  # one action archives the whole flood
         page.check(f"#incidents tr[data-incident='{flood.get_attribute('data-incident')}'] input")
         page.fill("#note", "SYN flood, upstream filtering asked")
