@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from alerts import queries
-from alerts.filters import ATTACK_CATEGORIES, STATUSES, Filters
+from alerts.filters import ATTACK_CATEGORIES, STATUSES, BadQuery, Filters
 from alerts.groups import GroupKey
 from alerts.triage import ACTIONS
 from dashboard.charts import timeline_svg
@@ -54,16 +54,19 @@ def inbox(
 
 @router.get("/incident", response_class=HTMLResponse)
 def incident(
-    request: Request, engine: AlertStore, analyst: Analyst, filters: Filtered, id: int
+    request: Request, engine: AlertStore, analyst: Analyst, filters: Filtered, id: str
 ) -> Response:
-    found = queries.incident(engine, id)
+    if not (id.isascii() and id.isdigit() and len(id) <= 18):
+        raise BadQuery(f"id must be an incident's number, not {id[:30]!r}")
+    number = int(id)
+    found = queries.incident(engine, number)
     if found is None:
-        raise HTTPException(404, f"no incident {id}")
+        raise HTTPException(404, f"no incident {number}")
     context = {
         "incident": found,
-        "groups": queries.incident_groups(engine, id),
-        "alerts": queries.incident_alerts(engine, id),
-        "history": queries.incident_history(engine, id),
+        "groups": queries.incident_groups(engine, number),
+        "alerts": queries.incident_alerts(engine, number),
+        "history": queries.incident_history(engine, number),
         "filters": filters,
         "query": urlencode(filters.as_params()),
         "user": analyst,

@@ -120,6 +120,9 @@ def test_a_flood_and_a_scan_are_two_incidents_and_one_action_archives_the_flood(
         )
         expect(page.locator("#history tbody tr").first).to_contain_text(f"{SCANNER} →")
 
+        for bad, code in (("x", 400), ("-1", 400), ("9" * 30, 400), ("99999", 404)):
+            assert page.request.get(f"{url}/incident?id={bad}").status == code, bad
+
         page.goto(f"{url}/overview?last=all")
         expect(page.locator("#incident-count")).to_contain_text("2 incidents")
         expect(page.locator("#spoofed")).to_contain_text(VICTIM)
