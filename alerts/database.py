@@ -81,7 +81,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-#: PostgreSQL advisory lock keys (any constants): of migrations, of finding new alert groups.
+#: PostgreSQL advisory lock keys (any constants): of migrations, of writing alerts (finding their incidents and new groups).
 MIGRATION_LOCK, NEW_GROUPS_LOCK = 0x44655379, 0x44655380
 
 

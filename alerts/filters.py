@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from sqlalchemy import and_, exists, literal, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from alerts.addresses import network_range
-from alerts.tables import alerts
+from alerts.tables import alerts, incidents
 from desy.schema import CATEGORIES
 
 STATUSES = ("new", "escalated", "archived")
@@ -80,6 +81,41 @@ class Filters:
                 where.append(column.between(first, last))
         if self.min_probability is not None:
             where.append(c.attack_probability >= self.min_probability)
+        return where
+
+    def incident_conditions(self) -> list[ColumnElement[bool]]:
+        """The incidents (alerts.incidents) the filters select: with alerts in the status, seen
+        within the time range, of the category, with the agent among the agents it names, with
+        a probability at least the minimum; an address or service range matches what names the
+        incident or, where its identity leaves that out (a flood's sources, a scan's
+        destinations), any of its alerts."""
+        c = incidents.c
+        where: list[ColumnElement[bool]] = []
+        if self.status != "any":
+            where.append(c[f"{self.status}_alerts"] > 0)
+        if self.since is not None:
+            where.append(c.last_seen >= self.since)
+        if self.until is not None:
+            where.append(c.first_seen < self.until)
+        if self.category is not None:
+            where.append(c.category == self.category)
+        if self.agent is not None:
+            named = literal(",") + c.agents + literal(",")
+            where.append(named.contains(f",{self.agent},", autoescape=True))
+        if self.min_probability is not None:
+            where.append(c.max_probability >= self.min_probability)
+        one = alerts.c
+        for own, alert, value in (
+            (c.src_key, one.src_key, self.src),
+            (c.dst_key, one.dst_key, self.dst),
+        ):
+            if value is not None:
+                first, last = network_range(value)
+                any_alert = exists().where(one.incident_id == c.id, alert.between(first, last))
+                where.append(or_(own.between(first, last), and_(own.is_(None), any_alert)))
+        if self.service is not None:
+            any_alert = exists().where(one.incident_id == c.id, one.service == self.service)
+            where.append(or_(c.service == self.service, and_(c.service == "", any_alert)))
         return where
 
     def as_params(self) -> dict[str, str]:

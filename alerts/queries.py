@@ -1,6 +1,6 @@
-"""What analysts ask of the store: grouped alerts (alerts.groups), one group's connections and
-history, the overview, the agents. Their triage actions: alerts.triage; suppression rules:
-alerts.suppression."""
+"""What analysts ask of the store: incidents (alerts.incidents), one incident's groups,
+connections and history, grouped alerts (alerts.groups), one group's connections and history, the
+overview, the agents. Their triage actions: alerts.triage; suppression rules: alerts.suppression."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from alerts.filters import Filters
 from alerts.groups import GroupKey, group_columns, group_of
-from alerts.tables import actions, agents, alerts, sources, verdict_counts
+from alerts.incidents import Sketch
+from alerts.tables import actions, agents, alerts, incidents, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
 
 #: Runs the overview's aggregations, for every request at once.
@@ -58,6 +59,95 @@ def inbox(engine: Engine, filters: Filters, limit: int = 200) -> list[dict[str, 
         found = connection.execute(query).all()
     # a group sharing the hash of one of them is not one of them
     return [dict(row._mapping) for row in found if group_of(row) in groups]
+
+
+#: An incident's columns the pages show (not its counts' state).
+INCIDENT_COLUMNS = tuple(c for c in incidents.c if not c.name.endswith(("_sketch", "_key")))
+#: "A handful": the overview's top sources leave out sources with fewer alerts than this when
+#: the range holds a flood from spoofed sources: a dos incident from at least SPOOFED_SOURCES
+#: sources that sent fewer than a handful of connections each on average.
+HANDFUL, SPOOFED_SOURCES = 5, 100
+
+
+def _shown(row: Any) -> dict[str, Any]:
+    """An incident as the pages show it: which counts are estimates (alerts.incidents.Sketch)."""
+    incident = dict(row._mapping)
+    incident["estimated"] = {
+        name for name in ("sources", "destinations", "ports") if incident[name] >= Sketch.K
+    }
+    return incident
+
+
+def incident_inbox(engine: Engine, filters: Filters, limit: int = 200) -> list[dict[str, Any]]:
+    """The incidents the filters select (Filters.incident_conditions), most recently seen first."""
+    c = incidents.c
+    query = (
+        select(*INCIDENT_COLUMNS)
+        .where(*filters.incident_conditions())
+        .order_by(c.last_seen.desc(), c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [_shown(row) for row in connection.execute(query)]
+
+
+def incident(engine: Engine, incident_id: int) -> dict[str, Any] | None:
+    """One incident (None if there is none of that id)."""
+    query = select(*INCIDENT_COLUMNS).where(incidents.c.id == incident_id)
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    return None if row is None else _shown(row)
+
+
+def incident_groups(engine: Engine, incident_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """An incident's alert groups (source, destination), the largest first, each with its
+    count, new alerts, first and last seen, highest probability, services, agents."""
+    c, columns = alerts.c, group_columns(alerts)
+    query = (
+        select(
+            *columns,
+            func.count().label("count"),
+            func.count().filter(c.status == "new").label("new"),
+            func.min(c.received_at).label("first_seen"),
+            func.max(c.received_at).label("last_seen"),
+            func.max(c.attack_probability).label("max_probability"),
+            _distinct_list(engine, c.service).label("services"),
+            _distinct_list(engine, c.agent_id).label("agents"),
+        )
+        .where(c.incident_id == incident_id)
+        .group_by(*columns)
+        .order_by(func.count().desc(), *columns)
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def incident_alerts(engine: Engine, incident_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """An incident's connections, newest first (as group_alerts)."""
+    query = (
+        select(alerts, sources.c.capture, sources.c.log_dir)
+        .outerjoin(sources, sources.c.id == alerts.c.source_id)
+        .where(alerts.c.incident_id == incident_id)
+        .order_by(alerts.c.received_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [
+            row._asdict() | {"features": _by_name(row.features)}
+            for row in connection.execute(query)
+        ]
+
+
+def incident_history(engine: Engine, incident_id: int) -> list[dict[str, Any]]:
+    """What analysts did to the incident, or to groups of it, newest first."""
+    query = (
+        select(actions)
+        .where(actions.c.incident_id == incident_id)
+        .order_by(actions.c.at.desc(), actions.c.id.desc())
+    )
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def _newest_groups(
@@ -123,8 +213,10 @@ def history(engine: Engine, key: GroupKey) -> list[dict[str, Any]]:
 
 
 def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10) -> dict[str, Any]:
-    """Alerts over time per category (in `buckets` equal steps of the filtered time range) and
-    the top sources, destinations and services. The four aggregations each read every alert in
+    """Alerts over time per category (in `buckets` equal steps of the filtered time range), the
+    top sources, destinations and services, and the incidents in range (how many, with how many
+    alerts). When the range holds a flood from spoofed sources (see HANDFUL), the top sources
+    leave out those with fewer than a handful of alerts, and spoofed_victim names its victim. The four aggregations each read every alert in
     range, so they run at once, each on its own connection (the drivers let go of the GIL
     while the database works; on SQLite and 2 cores, 0.6 of the time of running them in turn),
     in a pool shared by every request: however many analysts open it, 4 connections at most."""
@@ -146,7 +238,34 @@ def overview(engine: Engine, filters: Filters, buckets: int = 60, top: int = 10)
             ("services", c.service),
         )
     }
-    result: dict[str, Any] = {"timeline": [], "step": 0.0}
+    c_i = incidents.c
+    incident_where = filters.incident_conditions()
+    spoofed = (
+        select(c_i.dst_ip)
+        .where(
+            *incident_where,
+            c_i.category == "dos",
+            c_i.sources >= SPOOFED_SOURCES,
+            c_i.connections < HANDFUL * c_i.sources,
+        )
+        .order_by(c_i.sources.desc())
+        .limit(1)
+    )
+    with engine.connect() as connection:
+        flooded = connection.execute(spoofed).scalar()
+        counted = connection.execute(
+            select(func.count(), func.coalesce(func.sum(c_i.connections), 0)).where(*incident_where)
+        ).one()
+    if flooded is not None:
+        queries["sources"] = queries["sources"].having(func.count() >= HANDFUL)
+    result: dict[str, Any] = {
+        "timeline": [],
+        "step": 0.0,
+        "incidents": counted[0],
+        "incident_alerts": int(counted[1]),
+        "spoofed_victim": flooded,
+        "handful": HANDFUL,
+    }
     if first is not None:
         start = filters.since or first  # since 0: all alerts, from the first
         step = max(60.0, ((filters.until or last + 1) - start) / buckets)

@@ -10,13 +10,14 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, Engine, delete, exc, func, select
+from sqlalchemy import Connection, Engine, delete, exc, exists, func, select
 
 from alerts.addresses import address_key
 from alerts.database import NEW_GROUPS_LOCK, one_at_a_time
 from alerts.groups import FIELDS, group_columns, group_key, group_of
+from alerts.incidents import QUIET_SECONDS, assign
 from alerts.suppression import Suppressions
-from alerts.tables import agents, alerts, batches, sources, verdict_counts
+from alerts.tables import agents, alerts, batches, incidents, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
 
 
@@ -54,18 +55,21 @@ class Batch(NamedTuple):
 @dataclass
 class Written:
     """What a write did: rows stored, verdicts counted, verdicts skipped as already stored
-    (their batch id was), and the records refused with the reason."""
+    (their batch id was), the records refused with the reason, and the incidents it created or
+    added to (alerts.incidents.assign's reports)."""
 
     stored: int = 0
     counted: int = 0
     duplicates: int = 0
     refused: list[tuple[Classified, str]] = field(default_factory=list)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: Written) -> None:
         self.stored += other.stored
         self.counted += other.counted
         self.duplicates += other.duplicates
         self.refused += other.refused
+        self.incidents += other.incidents
 
 
 class _Parts(NamedTuple):
@@ -95,10 +99,16 @@ def _received(batch: Batch) -> float:
 
 
 class Store:
-    """The alert store behind one engine."""
+    """The alert store behind one engine; an incident ends after quiet_seconds without an
+    alert of it. With report_incidents, a write says what it did to incidents (Written.incidents:
+    for the webhook)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, quiet_seconds: float = QUIET_SECONDS, report_incidents: bool = False
+    ) -> None:
         self.engine = engine
+        self.quiet_seconds = quiet_seconds
+        self.report_incidents = report_incidents
         self.suppressions = Suppressions(engine)
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -111,8 +121,9 @@ class Store:
         dialect = type(engine.dialect)(
             paramstyle="qmark" if engine.dialect.name == "sqlite" else "format"
         )
-        compiled = alerts.insert().compile(dialect=dialect, column_keys=list(ALERT_COLUMNS))
-        assert tuple(compiled.positiontup) == AlertRow._fields
+        columns = [*ALERT_COLUMNS, "incident_id"]  # an AlertRow and its incident
+        compiled = alerts.insert().compile(dialect=dialect, column_keys=columns)
+        assert list(compiled.positiontup) == columns
         self._insert_alerts = str(compiled)
         self._source_ids: dict[tuple[str, Source], int] = {}
 
@@ -167,13 +178,9 @@ class Store:
         """write_batches in one transaction, raising whatever the store raises."""
         parts = [self._parts(batch, keep_normal) for batch in queued]
         found: list[dict[str, Any]] = []
-        # Finding new groups reads, then writes: two workers at once would both find a group new.
-        transaction = (
-            one_at_a_time(self.engine, NEW_GROUPS_LOCK)
-            if new_groups is not None
-            else self.engine.begin()
-        )
-        with transaction as connection:
+        # Finding an alert's incident (or a new group) reads, then writes: two workers at once
+        # would both start the same incident.
+        with one_at_a_time(self.engine, NEW_GROUPS_LOCK) as connection:
             fresh = [parts[i] for i in self._claim(connection, queued)]
             rows, counts, seen = [], Counter(), {}
             for part in fresh:
@@ -182,13 +189,18 @@ class Store:
                 seen.update(part.seen)
             if new_groups is not None and rows:
                 found = _new_groups(connection, rows)
-            self._insert_parts(connection, rows, counts, seen)
+            ids, news = (
+                assign(connection, rows, self.quiet_seconds, self.report_incidents)
+                if rows
+                else ([], [])
+            )
+            self._insert_parts(connection, rows, counts, seen, ids)
         if new_groups is not None:
             new_groups.extend(found)
         refused = [refusal for part in fresh for refusal in part.refused]
         counted = counts.total()
         everything = sum(len(batch.items) for batch in queued)
-        return Written(len(rows), counted, everything - counted - len(refused), refused)
+        return Written(len(rows), counted, everything - counted - len(refused), refused, news)
 
     def _claim(self, connection: Connection, queued: Sequence[Batch]) -> list[int]:
         """The indexes of the batches to store: without an id, or the first with an id not in
@@ -235,9 +247,13 @@ class Store:
         rows: list[AlertRow],
         counts: Counter[tuple[int, str, str]],
         seen: dict[str, tuple[float, str, Source]],
+        incident_ids: Sequence[int | None] | None = None,
     ) -> None:
+        """Insert rows (each with its incident, or none), add the counts, note the agents."""
         if rows:
-            connection.exec_driver_sql(self._insert_alerts, rows)
+            ids = incident_ids if incident_ids is not None else [None] * len(rows)
+            params = [row + (incident,) for row, incident in zip(rows, ids, strict=True)]
+            connection.exec_driver_sql(self._insert_alerts, params)
         if counts:
             connection.execute(
                 self._count_upsert(),
@@ -323,11 +339,14 @@ class Store:
     def purge(self, older_than: float) -> int:
         """Delete alerts received and counts taken before older_than (epoch seconds), but not
         the alerts an analyst gave a verdict (training data: `desy feedback export`); returns
-        the number of alerts deleted. Batch ids received before then go too."""
+        the number of alerts deleted. Batch ids received before then go too, and the incidents
+        over by then that have no alert left."""
         with self.engine.begin() as connection:
             deleted = connection.execute(
                 delete(alerts).where(alerts.c.received_at < older_than, _UNJUDGED)
             ).rowcount
+            kept = exists().where(alerts.c.incident_id == incidents.c.id)
+            connection.execute(delete(incidents).where(incidents.c.last_seen < older_than, ~kept))
             connection.execute(delete(batches).where(batches.c.received_at < older_than))
             connection.execute(
                 delete(verdict_counts).where(verdict_counts.c.minute < int(older_than // 60))
@@ -396,8 +415,11 @@ def _sqlite_bytes(connection: Any) -> int:
     return pages * pragma("PRAGMA page_size").scalar_one()
 
 
-#: The columns Store.write fills (not the row id, nor the analyst's verdict that comes later).
-ALERT_COLUMNS = tuple(c.name for c in alerts.columns if c.name not in ("id", "analyst_category"))
+#: The columns of an AlertRow: what Store.write fills but the row id, the analyst's verdict that
+#: comes later, and the incident (found under the write lock, added to the row as it is inserted).
+ALERT_COLUMNS = tuple(
+    c.name for c in alerts.columns if c.name not in ("id", "analyst_category", "incident_id")
+)
 #: An alert as it is inserted: a tuple in the table's column order, fields by name.
 AlertRow = namedtuple("AlertRow", ALERT_COLUMNS)
 _features = itemgetter(*FEATURE_NAMES)

@@ -65,9 +65,55 @@ alerts = Table(
     Column("dst_key", LargeBinary(16)),
     Column("group_key", BigInteger),  # alerts.groups.group_key: the group's index
     Column("source_id", Integer),  # sources.id: where the agent said it captured the connection
+    Column("incident_id", BigInteger),  # incidents.id (alerts.incidents): the attack it is part of
     Index("ix_alerts_received_at", "received_at"),
     Index("ix_alerts_group_key", "group_key"),
     Index("ix_alerts_status_received", "status", "received_at"),
+    Index("ix_alerts_incident", "incident_id"),
+)
+
+
+def _sketch(name: str) -> Column:
+    """A distinct count's state (alerts.incidents.Sketch: at most 8 KiB); None: the incident's
+    identity fixes the value, its count is 1."""
+    return Column(name, LargeBinary)
+
+
+#: One row per incident: the alerts of one attack, by what the attack is (alerts.incidents), with
+#: its counts kept as its alerts are stored.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),  # given by the writer, under its lock
+    Column("incident_key", BigInteger, nullable=False),  # alerts.incidents.incident_key
+    Column("category", String(8), nullable=False),
+    # what names it: the victim of a dos, the attacker of a probe, both and the service of an
+    # r2l/u2r; "" for what does not
+    Column("src_ip", String(TEXT_WIDTHS["src_ip"]), nullable=False),
+    Column("dst_ip", String(TEXT_WIDTHS["dst_ip"]), nullable=False),
+    Column("service", String(TEXT_WIDTHS["service"]), nullable=False),
+    Column("src_key", LargeBinary(16)),  # the named addresses as 16 bytes, for CIDR filters
+    Column("dst_key", LargeBinary(16)),
+    Column("first_seen", Float, nullable=False),  # received_at of its first and last alerts
+    Column("last_seen", Float, nullable=False),
+    Column("connections", BigInteger, nullable=False),
+    Column("sources", BigInteger, nullable=False),  # distinct counts (exact below 1,024)
+    Column("destinations", BigInteger, nullable=False),
+    Column("ports", BigInteger, nullable=False),  # distinct destination ports
+    _sketch("sources_sketch"),
+    _sketch("destinations_sketch"),
+    _sketch("ports_sketch"),
+    Column("agents", Text, nullable=False),  # the first AGENTS_KEPT agent ids, comma-separated
+    Column("peak_rate", Integer, nullable=False),  # most connections starting in one second
+    Column("rate_second", BigInteger, nullable=False),  # the latest such second, and its count
+    Column("rate_count", Integer, nullable=False),
+    Column("max_probability", Float, nullable=False),
+    # its alerts by status: the inbox shows an incident under each status it has alerts in
+    Column("new_alerts", BigInteger, nullable=False),
+    Column("escalated_alerts", BigInteger, nullable=False),
+    Column("archived_alerts", BigInteger, nullable=False),
+    Index("ix_incidents_key", "incident_key", "last_seen"),
+    Index("ix_incidents_last_seen", "last_seen", "id"),
 )
 
 
@@ -131,7 +177,9 @@ actions = Table(
     Column("dst_ip", String(45), nullable=False),
     Column("alerts", Integer, nullable=False),  # how many alerts it changed
     Column("note", Text, nullable=False, server_default=""),
+    Column("incident_id", BigInteger),  # the incident acted on, or the groups' incident
     Index("ix_actions_group", "category", "src_ip", "dst_ip"),
+    Index("ix_actions_incident", "incident_id"),
 )
 
 #: Rules that archive new alerts as they are stored; every field set must match.

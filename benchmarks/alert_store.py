@@ -7,6 +7,14 @@ the dashboard's pages in-process (FastAPI's TestClient: server time, no network)
 each, and prints the median and p95. Target: p95 <= 300 ms.
 
     uv run python benchmarks/alert_store.py --alerts 1000000            # SQLite and PostgreSQL
+
+Every alert written falls into an incident (alerts.incidents). The uniform traffic above is
+their worst case: spread evenly over 30 days, almost every alert is an incident of its own (a
+destination gets a dos alert every 20 minutes, past the 15-minute quiet period; 15,000
+sources). `--traffic attacks` writes what a server meets instead: requests of 500 alerts a
+second from floods (spoofed sources) against 3 victims, 20 scanners and 50 password guessers.
+`--writes-only` skips the pages. Compare write speeds with the same command on the commit
+before incidents (same machine, nothing else running).
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ PAGES = (
     "/inbox?src=10.1.0.0/16&last=7d",
     "/overview",
     "/overview?last=all",
+    "/groups",
+    "/groups?status=any&last=all",
+    "/incident?id=1&last=all",
     "/group?category=dos&src_ip=10.0.0.1&dst_ip=192.168.0.7",
     "/group?category=dos&src_ip=10.0.0.1&dst_ip=192.168.0.7&status=any&last=all",
 )
@@ -76,6 +87,48 @@ def fill(store: Store, alerts: int, seed: int = 1) -> float:
     return alerts / (time.perf_counter() - started)
 
 
+def fill_attacks(store: Store, alerts: int, seed: int = 1) -> float:
+    """Write alerts as a server under attack stores them: one request of 500 a second (each a
+    mix of floods from spoofed sources, scans and guessing); returns alerts per second."""
+    rng = random.Random(seed)
+    start_at = time.time() - alerts / 500
+    started = time.perf_counter()
+    batch: list[Classified] = []
+    for n in range(alerts):
+        at = start_at + n // 500
+        kind = rng.random()
+        features = dict.fromkeys(FEATURE_NAMES, 0)
+        features.update(protocol_type="tcp", service="http", flag="S0", count=rng.randrange(512))
+        if kind < 0.7:  # a flood: random sources, one of 3 victims
+            category, src = (
+                "dos",
+                f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.1",
+            )
+            dst, port = f"192.168.0.{rng.randrange(3)}", 80
+        elif kind < 0.9:  # a scan: one of 20 sources, many ports of a few hosts
+            category, src = "probe", f"10.5.0.{rng.randrange(20)}"
+            dst, port = f"192.168.1.{rng.randrange(8)}", rng.randrange(1, 65536)
+        else:  # password guessing: 50 (source, destination, service)
+            category, guesser = rng.choice(("r2l", "r2l", "u2r")), rng.randrange(50)
+            src, dst, port = f"10.6.0.{guesser}", f"192.168.2.{guesser % 5}", 21
+            features["service"] = "ftp"
+        record = features | {
+            "src_ip": src,
+            "src_port": rng.randrange(1024, 65535),
+            "dst_ip": dst,
+            "dst_port": port,
+            "start_time": at,
+            "end_time": at,
+            "agent_id": f"agent-{rng.randrange(4)}",
+        }
+        verdict = {"label": "attack", "attack_probability": 0.9, "category": category}
+        batch.append(Classified(at, "6", record, verdict))
+        if len(batch) == 500 or n == alerts - 1:
+            store.write(batch)
+            batch = []
+    return alerts / (time.perf_counter() - started)
+
+
 def time_pages(store: Store, runs: int = 20) -> dict[str, tuple[float, float]]:
     """(median, p95) milliseconds of each page (pages over all 30 days: 5 runs, they are slow)."""
     client = TestClient(create_app(store.engine))
@@ -92,12 +145,16 @@ def time_pages(store: Store, runs: int = 20) -> dict[str, tuple[float, float]]:
     return result
 
 
-def bench(name: str, url: str, alerts: int) -> None:
+def bench(
+    name: str, url: str, alerts: int, traffic: str = "uniform", writes_only: bool = False
+) -> None:
     engine = engine_for(url)
     migrate(engine)
     store = Store(engine)
-    rate = fill(store, alerts)
-    print(f"{name}: {alerts:,} alerts written at {rate:,.0f}/s")
+    rate = (fill_attacks if traffic == "attacks" else fill)(store, alerts)
+    print(f"{name}: {alerts:,} alerts ({traffic}) written at {rate:,.0f}/s")
+    if writes_only:
+        return
     if engine.dialect.name == "postgresql":  # what autovacuum does once a table grew by a tenth
         with engine.begin() as connection:
             connection.exec_driver_sql("ANALYZE alerts")
@@ -109,13 +166,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--traffic", choices=("uniform", "attacks"), default="uniform")
+    parser.add_argument("--writes-only", action="store_true", help="do not time the pages")
     args = parser.parse_args()
+    how = (args.alerts, args.traffic, args.writes_only)
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="desy-bench-") as directory:
-            bench("SQLite", f"sqlite:///{Path(directory) / 'alerts.db'}", args.alerts)
+            bench("SQLite", f"sqlite:///{Path(directory) / 'alerts.db'}", *how)
     if args.backend in ("postgresql", "both"):
         with temporary_postgres(durable=True) as url:
-            bench("PostgreSQL", url, args.alerts)
+            bench("PostgreSQL", url, *how)
 
 
 if __name__ == "__main__":

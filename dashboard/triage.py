@@ -1,4 +1,4 @@
-"""Triage: an analyst's action on the alert groups they chose (alerts.triage)."""
+"""Triage: an analyst's action on the incidents or alert groups they chose (alerts.triage)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def act(
     analyst: Analyst,
     action: Annotated[str, Form()],
     group: Annotated[list[str], Form()] = (),
+    incident: Annotated[list[int], Form()] = (),
+    within: Annotated[int | None, Form()] = None,
     note: Annotated[str, Form(max_length=NOTE_WIDTH)] = "",
     category: Annotated[str | None, Form()] = None,
     back: Annotated[str, Form()] = "/inbox",
@@ -30,5 +32,7 @@ def act(
     filters = filters_in(query)
     keys = [GroupKey.from_value(value) for value in group]
     note = plain("note", note.strip(), NOTE_WIDTH)
-    triage.act(engine, keys, filters, action, analyst, note, category or None)
+    triage.act(
+        engine, keys, filters, action, analyst, note, category or None, list(incident), within
+    )
     return RedirectResponse(local(back), status_code=303)

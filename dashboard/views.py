@@ -1,5 +1,5 @@
-"""The pages analysts read: the inbox of alert groups, a group's connections and history, the
-overview, the agents."""
+"""The pages analysts read: the inbox of incidents, an incident's groups, connections and
+history, the alert groups, a group's connections and history, the overview, the agents."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import replace
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from alerts import queries
-from alerts.filters import ATTACK_CATEGORIES, STATUSES, Filters
+from alerts.filters import ATTACK_CATEGORIES, STATUSES, BadQuery, Filters
 from alerts.groups import GroupKey
 from alerts.triage import ACTIONS
 from dashboard.charts import timeline_svg
@@ -32,6 +32,51 @@ def home() -> RedirectResponse:
 
 @router.get("/inbox", response_class=HTMLResponse)
 def inbox(
+    request: Request,
+    engine: AlertStore,
+    analyst: Analyst,
+    filters: Filtered,
+    rows_only: bool = False,
+) -> Response:
+    context = {
+        "incidents": queries.incident_inbox(engine, filters),
+        "filters": filters,
+        "query": urlencode(filters.as_params()),
+        "user": analyst,
+        "statuses": STATUSES,
+        "categories": CATEGORIES,
+        "attack_categories": ATTACK_CATEGORIES,
+    }
+    return TEMPLATES.TemplateResponse(
+        request, "_incidents.html" if rows_only else "incidents.html", context
+    )
+
+
+@router.get("/incident", response_class=HTMLResponse)
+def incident(
+    request: Request, engine: AlertStore, analyst: Analyst, filters: Filtered, id: str
+) -> Response:
+    if not (id.isascii() and id.isdigit() and len(id) <= 18):
+        raise BadQuery(f"id must be an incident's number, not {id[:30]!r}")
+    number = int(id)
+    found = queries.incident(engine, number)
+    if found is None:
+        raise HTTPException(404, f"no incident {number}")
+    context = {
+        "incident": found,
+        "groups": queries.incident_groups(engine, number),
+        "alerts": queries.incident_alerts(engine, number),
+        "history": queries.incident_history(engine, number),
+        "filters": filters,
+        "query": urlencode(filters.as_params()),
+        "user": analyst,
+        "attack_categories": ATTACK_CATEGORIES,
+    }
+    return TEMPLATES.TemplateResponse(request, "incident.html", context)
+
+
+@router.get("/groups", response_class=HTMLResponse)
+def groups(
     request: Request,
     engine: AlertStore,
     analyst: Analyst,

@@ -84,6 +84,8 @@ class Recorder:
         self.retention, self.max_bytes = retention_days * 86400, max_bytes
         self.on_written, self.on_dropped, self.on_refused = on_written, on_dropped, on_refused
         self.on_status, self.notifier = on_status, notifier
+        if notifier is not None:
+            store.report_incidents = True  # what the writes do to incidents, for the webhook
         self.queue: list[_Queued] = []
         self.pending = 0  # verdicts queued or being written
         self.lost = 0  # verdicts not written by shutdown
@@ -159,15 +161,12 @@ class Recorder:
         return queued
 
     def _write(self, queued: list[_Queued]) -> None:
-        new_groups: list[dict[str, Any]] | None = [] if self.notifier else None
-        written = self.store.write_batches(
-            [item.batch() for item in queued], self.keep_normal, new_groups
-        )
+        written = self.store.write_batches([item.batch() for item in queued], self.keep_normal)
         self._done(queued)
         for item in queued:
             item.done.set_result(None)
-        if new_groups:
-            self.notifier.submit(new_groups)
+        if self.notifier is not None and written.incidents:
+            self.notifier.submit(written.incidents)
         self.on_written(written.counted)
         if written.refused:
             self._refused(written)

@@ -101,7 +101,7 @@ STORE_REFUSED = bentoml.metrics.Counter(
 
 WEBHOOK_FAILED = bentoml.metrics.Counter(
     name="desy_webhook_groups_failed_total",
-    documentation="New alert groups the webhook could not be told about (after its retries).",
+    documentation="Incidents (new or grown) the webhook could not be told about (after its retries).",
 )
 
 #: Batches of up to this many flows are classified on the event loop, larger ones in a thread.
@@ -115,7 +115,7 @@ def _recorder(settings: ServerSettings) -> Recorder | None:
     if not settings.store_url:
         return None
     return Recorder(
-        Store(engine_for(settings.store_url)),
+        Store(engine_for(settings.store_url), settings.incident_quiet_seconds),
         keep_normal=settings.store_all,
         retention_days=settings.store_retention_days,
         max_bytes=settings.store_max_mb << 20,
@@ -128,11 +128,14 @@ def _recorder(settings: ServerSettings) -> Recorder | None:
 
 
 def _notifier(settings: ServerSettings) -> Notifier | None:
-    """Webhook notifications of new alert groups, if the settings name a webhook."""
+    """Webhook notifications of incidents, if the settings name a webhook."""
     if not settings.webhook_url:
         return None
     return Notifier(
-        settings.webhook_url, interval=settings.webhook_interval, on_failed=WEBHOOK_FAILED.inc
+        settings.webhook_url,
+        interval=settings.webhook_interval,
+        digest_interval=settings.webhook_digest_interval,
+        on_failed=WEBHOOK_FAILED.inc,
     )
 
 

@@ -81,9 +81,15 @@ class ServerSettings(ConnectionLimits):
     store_wait_seconds: Positive = Field(
         5.0, description="Seconds a request waits for the store to commit its batch, then 503."
     )
-    webhook_url: str = Field("", description="POST new alert groups there as JSON (empty: none).")
+    incident_quiet_seconds: Positive = Field(
+        900.0, description="Seconds without an alert of it after which an incident is over."
+    )
+    webhook_url: str = Field("", description="POST new incidents there as JSON (empty: none).")
     webhook_interval: Positive = Field(
-        10.0, description="Seconds between two webhook notifications, at least."
+        10.0, description="Seconds between two webhook notifications of new incidents, at least."
+    )
+    webhook_digest_interval: Positive = Field(
+        300.0, description="Seconds between two webhook digests of incidents' growth, at least."
     )
     ssl_certfile: AbsoluteFile | None = Field(
         None, description="Serve HTTPS with this certificate (PEM)."

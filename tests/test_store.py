@@ -67,12 +67,13 @@ def test_migration_from_an_empty_database_is_repeatable(store_url):
         "sessions",
         "sources",
         "batches",
+        "incidents",
         "desy_store_version",
     } <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
         assert (
             connection.execute(text("SELECT version_num FROM desy_store_version")).scalar_one()
-            == "0009"
+            == "0010"
         )
 
 
@@ -190,8 +191,9 @@ def test_attacks_are_stored_and_every_verdict_counted(store_url):
         "protocol_type": "tcp", "service": "ftp", "flag": "S0", "features": features,
         "status": "new", "analyst_category": None, "src_key": address_key("10.0.0.1"),
         "dst_key": address_key("10.0.0.2"), "group_key": group_key("dos", "10.0.0.1", "10.0.0.2"),
-        "source_id": None,
+        "source_id": None, "incident_id": row["incident_id"],
     }  # fmt: skip
+    assert row["incident_id"] is not None
     store.write(
         [Classified(at - 100, "4", record("a1"), ATTACK)]
     )  # an older answer does not move last seen back
@@ -481,7 +483,7 @@ def test_migrations_go_down_and_up_again_keeping_the_alerts(store_url):
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0004")
-    assert not {"sources", "users", "sessions", "batches"} & set(
+    assert not {"sources", "users", "sessions", "batches", "incidents"} & set(
         inspect(store.engine).get_table_names()
     )
     store = ready_store(store_url)

@@ -1,5 +1,5 @@
-"""Webhook notifications of new alert groups, to a real HTTP server: only groups new to the
-store (not suppressed), batched by the rate limit, retried, and counted when they cannot be sent."""
+"""Webhook notifications of incidents, to a real HTTP server: a new incident once, then
+rate-limited digests of its growth; retried, and counted when they cannot be sent."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from alerts import suppression
 from alerts.database import engine_for
 from alerts.store import Classified, Store
 from serving.notifier import Notifier
@@ -43,32 +42,42 @@ class Hook:
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def groups(self) -> list[tuple]:
-        return [
-            (g["category"], g["src_ip"], g["alerts"])
-            for body in self.bodies
-            for g in body["groups"]
-        ]
+    def messages(self, kind: str) -> list[list[dict]]:
+        return [body["incidents"] for body in self.bodies if body["kind"] == kind]
 
 
-def test_new_groups_are_notified_once_batched_and_suppressed_ones_not(tmp_path):
+def test_a_new_incident_is_reported_once_then_its_growth_in_digests(tmp_path):
+    """A spoofed flood written in 12 requests over 1.2 s: one message says the incident began,
+    then digests (at most one per 0.5 s) tell its growth, never one message per alert group;
+    the growth of an incident that began before is never reported as new."""
     url = f"sqlite:///{tmp_path}/alerts.db"
     store = ready_store(url)
-    store.write([Classified(1.0, "6", record(src="10.0.0.1"), ATTACK)])  # an old group
-    suppression.add_suppression(store.engine, "carol", "lab scanner", src_cidr="10.0.0.9/32")
+    older = record(src="10.0.0.1") | {"dst_ip": "10.5.5.5"}
+    store.write([Classified(time.time(), "6", older, ATTACK)])
     hook = Hook()
-    recorder = Recorder(Store(engine_for(url)), notifier=Notifier(hook.url, interval=0.2))
-    for src in ("10.0.0.1", "10.0.0.2", "10.0.0.9", "10.0.0.2", "10.0.0.3"):
-        recorder.submit("6", [record(src=src)] * 2, [ATTACK] * 2)
-    recorder.close()
+    notifier = Notifier(hook.url, interval=0.1, digest_interval=0.5)
+    recorder = Recorder(Store(engine_for(url)), notifier=notifier)
+    started = time.monotonic()
+    for n in range(12):
+        sources = [record(src=f"10.{n}.{i >> 8}.{i & 255}") for i in range(100)]
+        recorder.submit("6", sources, [ATTACK] * 100)  # 100 spoofed sources -> 10.0.0.2
+        recorder.submit("6", [record(src="10.0.0.9") | {"dst_ip": "10.5.5.5"}], [ATTACK])
+        time.sleep(0.1)
+    recorder.close()  # sends what is pending, the last digest included
+    elapsed = time.monotonic() - started
     hook.server.shutdown()
-    notified = sorted(hook.groups())
-    assert [(c, src) for c, src, _ in notified] == [
-        ("dos", "10.0.0.2"),
-        ("dos", "10.0.0.3"),
-    ]  # each new group once
-    assert all(alerts >= 2 for _, _, alerts in notified)
-    assert len(hook.bodies) <= 2 and all(body["source"] == "desy" for body in hook.bodies)
+    new = [incident for message in hook.messages("new") for incident in message]
+    assert [(i["category"], i["src_ip"], i["dst_ip"]) for i in new] == [("dos", "", "10.0.0.2")]
+    assert new[0]["sources"] == new[0]["added"] >= 100
+    digests = hook.messages("digest")
+    assert 1 <= len(digests) <= elapsed / 0.5 + 2
+    flood = [i for message in digests for i in message if i["id"] == new[0]["id"]]
+    assert sum(i["added"] for i in flood) + new[0]["added"] == 1200  # every alert told once
+    assert flood[-1]["connections"] == 1200
+    assert abs(flood[-1]["sources"] - 1200) < 120  # estimated past 1,024
+    old = [i for message in digests for i in message if i["dst_ip"] == "10.5.5.5"]
+    assert sum(i["added"] for i in old) == 12 and old[-1]["connections"] == 13
+    assert all(body["source"] == "desy" for body in hook.bodies)
 
 
 def until(condition, timeout: float = 15.0) -> None:
@@ -77,40 +86,27 @@ def until(condition, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+def incident(number: int, category: str, src: str) -> dict:
+    return {"id": number, "category": category, "src_ip": src, "dst_ip": "10.0.0.2"} | {
+        "connections": 1,
+        "new": True,
+        "added": 1,
+    }
+
+
 def test_a_failing_webhook_is_retried_then_counted():
     hook = Hook(failures=2)
     notifier = Notifier(hook.url, interval=0.1, attempts=3)
-    notifier.submit(
-        [
-            {
-                "category": "dos",
-                "src_ip": "10.0.0.5",
-                "dst_ip": "10.0.0.2",
-                "alerts": 1,
-                "max_probability": 0.9,
-            }
-        ]
-    )
+    notifier.submit([incident(1, "dos", "10.0.0.5")])
     until(lambda: hook.bodies)
     notifier.close()
-    assert (
-        hook.groups() == [("dos", "10.0.0.5", 1)] and hook.failures == 0
-    )  # the third try got through
+    assert [(i["id"], i["src_ip"]) for m in hook.messages("new") for i in m] == [(1, "10.0.0.5")]
+    assert hook.failures == 0  # the third try got through
     failed = []
     down = Notifier(
         f"http://127.0.0.1:{free_port()}/hook", interval=0.1, attempts=2, on_failed=failed.append
     )
-    down.submit(
-        [
-            {
-                "category": "probe",
-                "src_ip": "10.0.0.6",
-                "dst_ip": "10.0.0.2",
-                "alerts": 3,
-                "max_probability": 0.8,
-            }
-        ]
-    )
+    down.submit([incident(2, "probe", "10.0.0.6")])
     until(lambda: failed)
     down.close()
     assert failed == [1]

@@ -68,3 +68,50 @@ def test_a_restart_mid_run_loses_no_attack_verdict(model_store, tmp_path):
         == (one.src_ip, one.src_port, one.start_time)
     )
     assert features_by_name(one.features) == {name: sent[name] for name in FEATURE_NAMES}
+
+
+def test_a_spoofed_flood_replayed_through_an_agent_is_one_incident_told_once(model_store, tmp_path):
+    """synflood_spoofed.pcap (37,669 connections from 37,623 sources) through a real agent and
+    server: its alerts are one dos incident against the victim, and the webhook (a local
+    receiver) gets one message that it began, then digests of its growth."""
+    from alerts.tables import incidents
+    from tests.serving.test_dashboard_browser import run_agent
+    from tests.test_webhook import Hook
+
+    uri, _ = model_store
+    store = f"sqlite:///{tmp_path}/alerts.db"
+    hook = Hook()
+    port = free_port()
+    webhook = ["--webhook-url", hook.url, "--webhook-interval", "0.2"]
+    proc = start_server(
+        uri, None, port, "--store-url", store, *webhook, "--webhook-digest-interval", "2"
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        run_agent(url, PCAPS / "synflood_spoofed.pcap", "sensor-f", tmp_path / "agent")
+    finally:
+        stop_server(proc)  # sends what the webhook has pending
+    hook.server.shutdown()
+    engine = engine_for(store)
+    with engine.connect() as connection:
+        found = [dict(row._mapping) for row in connection.execute(select(incidents))]
+        stored = connection.execute(
+            select(func.count()).select_from(alerts).where(alerts.c.category == "dos")
+        ).scalar_one()
+    flood = [i for i in found if i["category"] == "dos"]
+    assert [i["dst_ip"] for i in flood] == ["10.10.10.10"]  # one, against the victim
+    assert flood[0]["connections"] == stored > 30_000
+    assert abs(flood[0]["sources"] - stored) < 0.1 * stored
+    told = [i for body in hook.bodies if body["kind"] == "new" for i in body["incidents"]]
+    assert [i["id"] for i in told if i["category"] == "dos"] == [flood[0]["id"]]  # once
+    digests = [
+        i
+        for body in hook.bodies
+        if body["kind"] == "digest"
+        for i in body["incidents"]
+        if i["id"] == flood[0]["id"]
+    ]
+    assert digests and digests[-1]["connections"] == stored
+    assert sum(i["added"] for i in digests) + told[0]["added"] == stored
+    assert len(hook.bodies) < 50  # not a message per alert group (37,623 of them)

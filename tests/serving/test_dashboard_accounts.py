@@ -142,6 +142,7 @@ def test_analysts_sign_in_with_their_own_accounts(dashboard, tmp_path):
         cookie = next(c for c in page.context.cookies() if c["name"] == "desy_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
 
+        page.goto(f"{url}/groups?last=7d")
         page.click("#groups tr[data-group*='10.9.0.1'] a")  # an action, under alice's name
         page.fill("input[name=note]", "our vulnerability scanner")
         page.click("button[value=archive]")
@@ -161,10 +162,10 @@ def test_analysts_sign_in_with_their_own_accounts(dashboard, tmp_path):
         page.fill("input[name=password]", PASSWORD)
         page.click("button")
         expect(page).to_have_url(f"{url}/agents")
-        page.goto(f"{url}/inbox?last=7d")
+        page.goto(f"{url}/groups?last=7d")
         expect(page.locator("#groups tr[data-group]")).to_have_count(2)
         accounts.set_password(engine, "alice", "a new long password")  # ends her sessions
-        expect(page).to_have_url(f"{url}/login?next=%2Finbox%3Flast%3D7d", timeout=15_000)
+        expect(page).to_have_url(f"{url}/login?next=%2Fgroups%3Flast%3D7d", timeout=15_000)
         browser.close()
 
 
@@ -174,13 +175,13 @@ def test_a_group_without_addresses_opens_and_is_triaged(dashboard):
     with httpx.Client(base_url=url) as client:
         signed_in = client.post("/login", data={"name": "alice", "password": PASSWORD})
         assert signed_in.status_code == 303
-        inbox = client.get("/inbox?last=7d").text
+        inbox = client.get("/groups?last=7d").text
         assert 'data-group="dos||"' in inbox and "(no address)" in inbox
         group = client.get("/group?category=dos&src_ip=&dst_ip=&last=7d")
         assert group.status_code == 200 and "10.9.0.1" not in group.text
         done = client.post("/actions", data={"action": "archive", "group": "dos||", "note": "lab"})
         assert done.status_code == 303
-        assert 'data-group="dos||"' not in client.get("/inbox?last=7d").text
+        assert 'data-group="dos||"' not in client.get("/groups?last=7d").text
         history = client.get("/group?category=dos&src_ip=&dst_ip=&status=archived&last=7d").text
         assert "alice" in history and "lab" in history
         for bad in ("|10.0.0.1|10.0.0.2", "dos|10.0.0.1", f"dos|{'x' * 46}|", "dos|%00|"):

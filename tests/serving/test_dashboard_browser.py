@@ -80,15 +80,15 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = launch_chromium(p)
-        assert httpx.get(f"{url}/inbox").status_code == 401  # a token is set: no page without it
+        assert httpx.get(f"{url}/groups").status_code == 401  # a token is set: no page without it
         auth = ("alice", TOKEN)
         for bad in ("last=1y", "src=10.0.0.0/33", "min_probability=high", "status=deleted"):
-            assert httpx.get(f"{url}/inbox?{bad}", auth=auth).status_code == 400, bad
+            assert httpx.get(f"{url}/groups?{bad}", auth=auth).status_code == 400, bad
         refused = httpx.post(
             f"{url}/actions", data={"action": "delete", "group": "dos|a|b"}, auth=auth
         )
         assert refused.status_code == 400
-        inbox_before = httpx.get(f"{url}/inbox", auth=auth).text
+        inbox_before = httpx.get(f"{url}/groups", auth=auth).text
         assert inbox_before.count("data-group=") >= 2
         bad_group = {"action": "archive", "group": "dos-and-more|10.0.0.1|10.0.0.2"}
         assert httpx.post(f"{url}/actions", data=bad_group, auth=auth).status_code == 400
@@ -103,17 +103,17 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
             ):
                 answer = httpx.post(f"{url}{path}", data=form, auth=auth, headers=cross_site)
                 assert answer.status_code == 403, (path, cross_site)
-        assert httpx.get(f"{url}/inbox", auth=auth).text.count("data-group=") == inbox_before.count(
+        assert httpx.get(f"{url}/groups", auth=auth).text.count(
             "data-group="
-        )
+        ) == inbox_before.count("data-group=")
         assert "0.0.0.0/0" not in httpx.get(f"{url}/suppressions", auth=auth).text
         # "all" stays "all" in the links, the live updates and the actions of the page
-        assert "since=0.0" in httpx.get(f"{url}/inbox?last=all", auth=auth).text
+        assert "since=0.0" in httpx.get(f"{url}/groups?last=all", auth=auth).text
         page = browser.new_page(
             http_credentials={"username": "alice", "password": TOKEN},
             viewport={"width": 1400, "height": 900},
         )
-        page.goto(f"{url}/inbox")
+        page.goto(f"{url}/groups")
         rows = page.locator("#groups tr[data-group]")
         expect(rows.first).to_be_visible()
         groups = rows.count()
@@ -138,7 +138,7 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
         page.fill("#note", "scan of the web server, ticket 1234")
         page.click("button[value=escalate]")
         expect(page.locator(f"#groups tr[data-group='{first}']")).to_have_count(0)
-        page.goto(f"{url}/inbox?status=escalated")
+        page.goto(f"{url}/groups?status=escalated")
         expect(page.locator(f"#groups tr[data-group='{first}']")).to_have_count(1)
         page.click(
             f"#groups tr[data-group='{first}'] a"
@@ -156,7 +156,7 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
         )
         page.screenshot(path=str(shots / "drill-down.png"), full_page=True)
 
-        page.goto(f"{url}/inbox")  # keyboard: j focuses the first group, e escalates it
+        page.goto(f"{url}/groups")  # keyboard: j focuses the first group, e escalates it
         before = page.locator("#groups tr[data-group]").count()
         page.keyboard.press("j")
         page.keyboard.press("e")
@@ -174,7 +174,7 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
         page.click("text=Add rule")
         expect(page.locator("#rules")).to_contain_text("the red team's range")
 
-        page.goto(f"{url}/inbox")  # live: alerts sent now appear without a reload
+        page.goto(f"{url}/groups")  # live: alerts sent now appear without a reload
         page.wait_for_timeout(6000)  # the server reloads rules every 5 s
         flood = [
             record(tuple(r.values()), "sensor-c")
@@ -201,7 +201,7 @@ def test_an_analyst_triages_alerts_in_the_browser(dashboard, tmp_path):
         expect(page.locator(f"#groups tr[data-group='{focused}']")).to_have_count(0)
         expect(page.locator("#groups tr[data-group*='|10.77.1.2|']")).to_have_count(1)
 
-        page.goto(f"{url}/inbox?status=archived&src=10.66.1.2")
+        page.goto(f"{url}/groups?status=archived&src=10.66.1.2")
         expect(page.locator("#groups tr[data-group]").first).to_be_visible()
 
         page.goto(f"{url}/overview?status=any")

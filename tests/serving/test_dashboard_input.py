@@ -24,7 +24,7 @@ def test_bad_text_is_refused_and_changes_nothing(store_url, tmp_path):
         httpx.Client(base_url=url) as client,
     ):
         for query in ("agent=a%00b", "service=http%00", f"service={'x' * 65}", "agent=%07"):
-            for page in ("/inbox", "/overview"):
+            for page in ("/inbox", "/groups", "/overview"):
                 answer = client.get(f"{page}?{query}")
                 assert answer.status_code == 400 and "characters" in answer.text, (page, query)
         for form in (
@@ -48,4 +48,4 @@ def test_bad_text_is_refused_and_changes_nothing(store_url, tmp_path):
         pasted = {"action": "note", "group": GROUP, "note": "naïve\u00a0café\tok 👍🏽"}
         assert client.post("/actions", data=pasted).status_code == 303  # what analysts paste
         assert 'class="muted">No rule.' in client.get("/suppressions").text
-        assert client.get("/inbox?agent=a1").text.count("data-group=") == 1
+        assert client.get("/groups?agent=a1").text.count("data-group=") == 1

@@ -46,7 +46,7 @@ def odd_store(url: str) -> None:
 
 
 def groups(client: httpx.Client, status: str = "new") -> list[str]:
-    page = client.get(f"/inbox?last=all&status={status}")
+    page = client.get(f"/groups?last=all&status={status}")
     assert page.status_code == 200, page.text
     return [html.unescape(value) for value in re.findall(r'data-group="([^"]*)"', page.text)]
 
