@@ -125,18 +125,7 @@ def incident_groups(engine: Engine, incident_id: int, limit: int = 200) -> list[
 
 def incident_alerts(engine: Engine, incident_id: int, limit: int = 500) -> list[dict[str, Any]]:
     """An incident's connections, newest first (as group_alerts)."""
-    query = (
-        select(alerts, sources.c.capture, sources.c.log_dir)
-        .outerjoin(sources, sources.c.id == alerts.c.source_id)
-        .where(alerts.c.incident_id == incident_id)
-        .order_by(alerts.c.received_at.desc())
-        .limit(limit)
-    )
-    with engine.connect() as connection:
-        return [
-            row._asdict() | {"features": _by_name(row.features)}
-            for row in connection.execute(query)
-        ]
+    return _connections(engine, [alerts.c.incident_id == incident_id], limit)
 
 
 def incident_history(engine: Engine, incident_id: int) -> list[dict[str, Any]]:
@@ -176,10 +165,15 @@ def group_alerts(
 ) -> list[dict[str, Any]]:
     """The connections of one group, newest first, each with where its agent said it captured
     it (capture, log_dir: None for alerts stored before agents said)."""
+    return _connections(engine, [key.condition(), *filters.conditions()], limit)
+
+
+def _connections(engine: Engine, conditions: list[Any], limit: int) -> list[dict[str, Any]]:
+    """The alerts meeting conditions, newest first, with their agent's capture and log_dir."""
     query = (
         select(alerts, sources.c.capture, sources.c.log_dir)
         .outerjoin(sources, sources.c.id == alerts.c.source_id)
-        .where(key.condition(), *filters.conditions())
+        .where(*conditions)
         .order_by(alerts.c.received_at.desc())
         .limit(limit)
     )

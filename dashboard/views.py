@@ -4,7 +4,7 @@ history, the alert groups, a group's connections and history, the overview, the 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -38,8 +38,18 @@ def inbox(
     filters: Filtered,
     rows_only: bool = False,
 ) -> Response:
-    context = {
-        "incidents": queries.incident_inbox(engine, filters),
+    context = page_context(filters, analyst) | {
+        "incidents": queries.incident_inbox(engine, filters)
+    }
+    return TEMPLATES.TemplateResponse(
+        request, "_incidents.html" if rows_only else "incidents.html", context
+    )
+
+
+def page_context(filters: Filters, analyst: str) -> dict[str, Any]:
+    """What every filtered page shows besides its own content: the filters, the analyst, the
+    vocabularies."""
+    return {
         "filters": filters,
         "query": urlencode(filters.as_params()),
         "user": analyst,
@@ -47,9 +57,6 @@ def inbox(
         "categories": CATEGORIES,
         "attack_categories": ATTACK_CATEGORIES,
     }
-    return TEMPLATES.TemplateResponse(
-        request, "_incidents.html" if rows_only else "incidents.html", context
-    )
 
 
 @router.get("/incident", response_class=HTMLResponse)
@@ -62,15 +69,11 @@ def incident(
     found = queries.incident(engine, number)
     if found is None:
         raise HTTPException(404, f"no incident {number}")
-    context = {
+    context = page_context(filters, analyst) | {
         "incident": found,
         "groups": queries.incident_groups(engine, number),
         "alerts": queries.incident_alerts(engine, number),
         "history": queries.incident_history(engine, number),
-        "filters": filters,
-        "query": urlencode(filters.as_params()),
-        "user": analyst,
-        "attack_categories": ATTACK_CATEGORIES,
     }
     return TEMPLATES.TemplateResponse(request, "incident.html", context)
 
@@ -83,14 +86,8 @@ def groups(
     filters: Filtered,
     rows_only: bool = False,
 ) -> Response:
-    context = {
+    context = page_context(filters, analyst) | {
         "groups": queries.inbox(engine, filters),
-        "filters": filters,
-        "query": urlencode(filters.as_params()),
-        "user": analyst,
-        "statuses": STATUSES,
-        "categories": CATEGORIES,
-        "attack_categories": ATTACK_CATEGORIES,
         "actions": ACTIONS,
     }
     return TEMPLATES.TemplateResponse(
@@ -110,15 +107,11 @@ def group(
     now = queries.agent_sources(engine, {a["agent_id"] for a in alerts})
     for alert in alerts:
         alert["origin"] = origin(alert, now.get(alert["agent_id"], {}))
-    context = {
+    context = page_context(filters, analyst) | {
         "key": key,
         "alerts": alerts,
-        "filters": filters,
         "history": queries.history(engine, key),
         "features": FEATURE_NAMES,
-        "user": analyst,
-        "query": urlencode(filters.as_params()),
-        "attack_categories": ATTACK_CATEGORIES,
     }
     return TEMPLATES.TemplateResponse(request, "group.html", context)
 
@@ -128,14 +121,9 @@ def overview(request: Request, engine: AlertStore, analyst: Analyst, filters: Fi
     if "status" not in request.query_params:  # what was detected, triaged or not
         filters = replace(filters, status="any")
     summary = queries.overview(engine, filters)
-    context = {
+    context = page_context(filters, analyst) | {
         "summary": summary,
         "chart": timeline_svg(summary),
-        "filters": filters,
-        "user": analyst,
-        "query": urlencode(filters.as_params()),
-        "statuses": STATUSES,
-        "categories": CATEGORIES,
     }
     return TEMPLATES.TemplateResponse(request, "overview.html", context)
 
