@@ -1298,6 +1298,19 @@ static int track_tcp(Engine *e, const Packet *p, int faults) {
     return 0;
 }
 
+/* A new connection of datagrams (UDP, ICMP, fragments) for key, in the datagrams' list; NULL
+ * with an exception set when memory runs out. */
+static Conn *new_datagram(Engine *e, const Key *key, const Packet *p) {
+    Conn *c = new_conn(e, key, p, 0);
+    if (!c) return NULL;
+    if (conn_insert(e, c, DATAGRAMS) < 0) {
+        free_conn(e, c);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return c;
+}
+
 static int later_fragment(Engine *e, const Packet *p, Datagram *d, int faults) {
     if (!d->has_conn_key) {
         packet_key(p, &d->conn_key);
@@ -1306,13 +1319,8 @@ static int later_fragment(Engine *e, const Packet *p, Datagram *d, int faults) {
     Conn *c = conn_find(e, &d->conn_key, 0);
     if (!c) c = conn_find(e, &d->conn_key, 1);
     if (!c) {
-        c = new_conn(e, &d->conn_key, p, 0);
+        c = new_datagram(e, &d->conn_key, p);
         if (!c) return -1;
-        if (conn_insert(e, c, DATAGRAMS) < 0) {
-            free_conn(e, c);
-            PyErr_NoMemory();
-            return -1;
-        }
     } else {
         move_to_end(e, c); /* its idle time restarts: a fresh head must not pin the list */
     }
@@ -1331,13 +1339,8 @@ static int track_datagram(Engine *e, const Packet *p, int faults) {
     Conn *c = conn_find(e, &key, 1);
     int from_orig = 1;
     if (!c) {
-        c = new_conn(e, &key, p, 0);
+        c = new_datagram(e, &key, p);
         if (!c) return -1;
-        if (conn_insert(e, c, DATAGRAMS) < 0) {
-            free_conn(e, c);
-            PyErr_NoMemory();
-            return -1;
-        }
     } else {
         from_orig = key_eq(&c->key, &key);
         move_to_end(e, c);
