@@ -187,8 +187,8 @@ def _in_body(cycle: Any) -> bool:
 
 
 def _check_parsed_requests(protocol: Any, max_bytes: int) -> None:
-    """h11: refuse (431) a request whose parsed headers outgrow max_bytes; nothing more is read
-    from its connection."""
+    """h11: refuse (431) a request whose parsed headers outgrow max_bytes, or whose unparsed ones
+    outgrow h11's own limit; nothing more is read from its connection."""
     import h11
 
     connection = protocol.conn
@@ -197,7 +197,15 @@ def _check_parsed_requests(protocol: Any, max_bytes: int) -> None:
     def checked() -> Any:
         if protocol.desy_refused:
             return h11.NEED_DATA
-        event = next_event()
+        try:
+            event = next_event()
+        except h11.RemoteProtocolError as error:
+            if error.error_status_hint != 431:
+                raise
+            # h11's own limit on unparsed bytes: uvicorn would answer 400 and close with the rest
+            # unread, which resets the connection before the client reads the answer
+            _refuse(protocol)
+            return h11.NEED_DATA
         if (
             isinstance(event, h11.Request)
             and _header_bytes(event.target, event.headers) > max_bytes
