@@ -26,7 +26,7 @@ from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from alerts.tables import alerts, incidents
 
@@ -394,7 +394,9 @@ def _report(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def recount(connection: Connection, ids: Iterable[int]) -> None:
-    """Count the alerts of these incidents by status again (after a triage action)."""
+    """Count the alerts of these incidents by status again (after a triage action, or after
+    retention deleted some of them: their connections too); an incident left with no alert is
+    deleted."""
     ids = sorted(set(ids))
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -408,9 +410,22 @@ def recount(connection: Connection, ids: Iterable[int]) -> None:
         )
         for incident, status, n in connection.execute(query):
             counts[incident][STATUS_COLUMNS.get(status, "new_alerts")] += n
-        connection.execute(
-            update(incidents)
-            .where(incidents.c.id == bindparam("incident"))
-            .values({name: bindparam(name) for name in STATUS_COLUMNS.values()}),
-            [values | {"incident": i} for i, values in counts.items()],
-        )
+        empty = [i for i, values in counts.items() if not any(values.values())]
+        if empty:
+            connection.execute(delete(incidents).where(incidents.c.id.in_(empty)))
+        if left := [
+            values | {"incident": i, "stored": sum(values.values())}
+            for i, values in counts.items()
+            if any(values.values())
+        ]:
+            connection.execute(_RECOUNT, left)
+
+
+_RECOUNT = (
+    update(incidents)
+    .where(incidents.c.id == bindparam("incident"))
+    .values(
+        {name: bindparam(name) for name in STATUS_COLUMNS.values()}
+        | {"connections": bindparam("stored")}
+    )
+)

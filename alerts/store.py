@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, delete, exc, exists, func, select
 from alerts.addresses import address_key
 from alerts.database import NEW_GROUPS_LOCK, one_at_a_time
 from alerts.groups import FIELDS, group_columns, group_key, group_of
-from alerts.incidents import QUIET_SECONDS, assign
+from alerts.incidents import QUIET_SECONDS, assign, recount
 from alerts.suppression import Suppressions
 from alerts.tables import agents, alerts, batches, incidents, sources, verdict_counts
 from desy.schema import FEATURE_NAMES
@@ -342,9 +342,7 @@ class Store:
         the number of alerts deleted. Batch ids received before then go too, and the incidents
         over by then that have no alert left."""
         with self.engine.begin() as connection:
-            deleted = connection.execute(
-                delete(alerts).where(alerts.c.received_at < older_than, _UNJUDGED)
-            ).rowcount
+            deleted = _delete_alerts(connection, alerts.c.received_at < older_than)
             kept = exists().where(alerts.c.incident_id == incidents.c.id)
             connection.execute(delete(incidents).where(incidents.c.last_seen < older_than, ~kept))
             connection.execute(delete(batches).where(batches.c.received_at < older_than))
@@ -371,12 +369,10 @@ class Store:
                 oldest = (
                     select(alerts.c.id)
                     .where(_UNJUDGED)
-                    .order_by(alerts.c.received_at)
+                    .order_by(alerts.c.received_at, alerts.c.id)  # the same rows twice
                     .limit(max(1, count // 10))
                 )
-                deleted += connection.execute(
-                    delete(alerts).where(alerts.c.id.in_(oldest))
-                ).rowcount
+                deleted += _delete_alerts(connection, alerts.c.id.in_(oldest))
         return deleted
 
     def alert_count(self) -> int:
@@ -386,6 +382,17 @@ class Store:
 
 #: Alerts no analyst gave a verdict: the ones retention may delete.
 _UNJUDGED = alerts.c.analyst_category.is_(None)
+
+
+def _delete_alerts(connection: Connection, condition: Any) -> int:
+    """Delete the alerts no analyst judged that meet condition, and count the incidents they
+    were in again; the number deleted."""
+    chosen = (_UNJUDGED, condition, alerts.c.incident_id.is_not(None))
+    touched = connection.execute(select(alerts.c.incident_id).where(*chosen).distinct())
+    touched = touched.scalars().all()
+    deleted = connection.execute(delete(alerts).where(_UNJUDGED, condition)).rowcount
+    recount(connection, touched)
+    return deleted
 
 
 def _new_groups(connection: Any, rows: list[AlertRow]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from alerts.database import engine_for, migrate
 from alerts.incidents import Sketch, value_hash
-from alerts.store import Batch, Classified, Store, _alert_row
+from alerts.store import Batch, Classified, Store, _alert_row, _sqlite_bytes
 from alerts.tables import alerts, incidents
 from tests.test_store import ATTACK, PROBE, ready_store, record
 
@@ -306,3 +306,27 @@ def test_a_false_positive_incident_is_exported_whole_and_retention_drops_empty_i
     store.purge(T0 + 6000)
     assert [i["id"] for i in stored_incidents(store)] == [first["id"]]
     assert store.alert_count() == 30
+
+
+def test_retention_counts_the_incidents_it_takes_alerts_from_again(tmp_path):
+    store = ready_store(f"sqlite:///{tmp_path}/alerts.db")
+    for minute in range(10):  # one flood going on for 10 minutes: one incident
+        store.write(flood(300, at=T0 + 60 * minute))
+    store.write(flood(5, at=T0 + 5000, victim="10.0.0.3"))
+    going, other = stored_incidents(store)
+    assert going["connections"] == going["new_alerts"] == 3000 and other["connections"] == 5
+    store.purge(T0 + 300)  # its first five minutes
+    going, other = stored_incidents(store)
+    assert going["connections"] == going["new_alerts"] == 1500 == store.alert_count() - 5
+    assert other["connections"] == 5
+    with store.engine.connect() as connection:
+        size = _sqlite_bytes(connection)
+    deleted = store.shrink(max_bytes=size * 3 // 4)  # the oldest alerts go until it fits
+    assert 0 < deleted < 1505
+    left = incident_of_each_alert(store)
+    kept = stored_incidents(store)
+    assert {i["id"]: i["connections"] for i in kept} == left
+    assert all(i["new_alerts"] == i["connections"] for i in kept)
+    while store.shrink(max_bytes=0):  # every alert: the incidents go with them
+        pass
+    assert store.alert_count() == 0 and stored_incidents(store) == []
