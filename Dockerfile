@@ -8,7 +8,9 @@
 #
 # BASE is any Debian bookworm with Python 3.11 and venv. Where no image registry is reachable,
 # deploy/docker-base.sh builds one with debootstrap (`--build-arg BASE=desy-base:bookworm`).
-# Stages come in build order: the legacy builder builds every stage before its target.
+# Stages come in build order: the legacy builder builds every stage before its target. Each
+# stage ends with its large COPY: the legacy builder makes a container of every instruction, and
+# on the vfs storage driver each one copies the whole filesystem (a minute for the server's).
 # Running the images: docs/deploy.md.
 ARG BASE=python:3.11-slim-bookworm
 
@@ -63,10 +65,10 @@ RUN apt-get update -qq \
     && apt-get purge -y -qq libcap2-bin \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {} + \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
-COPY --from=agent-env /app /app
 USER desy
 ENTRYPOINT ["desy-agent"]
 CMD ["--help"]
+COPY --from=agent-env /app /app
 
 FROM uv AS server-env
 RUN uv sync --locked --no-dev --no-install-project --extra serve
@@ -77,12 +79,12 @@ RUN uv sync --locked --no-dev --no-editable --extra serve
 # file (--agents-file), one worker per core, alerts in DESY_STORE_URL (default: a SQLite file
 # under /home/desy/.local/share/desy); HTTPS with DESY_SSL_CERTFILE and DESY_SSL_KEYFILE.
 FROM runtime AS server
-COPY --from=server-env /app /app
 USER desy
 ENV DESY_PORT=3000
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD ["python3", "-m", "serving.healthcheck"]
 ENTRYPOINT ["desy", "serve", "--host", "0.0.0.0"]
+COPY --from=server-env /app /app
 
 FROM uv AS dashboard-env
 RUN uv sync --locked --no-dev --no-install-project --extra dashboard
@@ -91,7 +93,7 @@ RUN uv sync --locked --no-dev --no-editable --extra dashboard
 
 # The alert dashboard: reads DESY_STORE_URL; DESY_DASHBOARD_TOKEN is required off loopback.
 FROM runtime AS dashboard
-COPY --from=dashboard-env /app /app
 USER desy
 EXPOSE 8080
 ENTRYPOINT ["desy", "dashboard", "--host", "0.0.0.0", "--port", "8080"]
+COPY --from=dashboard-env /app /app
