@@ -4,6 +4,7 @@ and PostgreSQL both compare bytewise."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 from functools import lru_cache
 
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
@@ -12,6 +13,10 @@ _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 @lru_cache(maxsize=65_536)  # the same few hosts, over and over
 def address_key(text: str) -> bytes | None:
     """The key of an address; None for an empty or invalid one."""
+    try:  # dotted-quad IPv4 (strict, as ipaddress: no leading zeros) at C speed
+        return _V4_MAPPED + socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):
+        pass
     try:
         address = ipaddress.ip_address(text)
     except ValueError:

@@ -18,16 +18,18 @@ status. Normal verdicts (kept with --store-all) belong to no incident.
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, le
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 
+from alerts.database import binds, positional_sql
 from alerts.tables import alerts, incidents
 
 #: Seconds without a new alert after which an incident is over.
@@ -42,6 +44,9 @@ COUNTED: dict[str, tuple[str, ...]] = {
     "r2l": ("ports",),
     "u2r": ("ports",),
 }
+_COUNT_SOURCES = {category for category, counted in COUNTED.items() if "sources" in counted}
+_COUNT_DESTINATIONS = {c for c, counted in COUNTED.items() if "destinations" in counted}
+assert all("ports" in counted for counted in COUNTED.values())  # _fresh counts them always
 #: The alert field each count is of.
 COUNTED_FIELD = {"sources": "src_ip", "destinations": "dst_ip", "ports": "dst_port"}
 STATUS_COLUMNS = {
@@ -132,7 +137,7 @@ def _fresh(ident: tuple[str, str, str, str], key: int, row: Any) -> dict[str, An
     """A new incident's state, its first alert (row) counted: what most incidents are, so it is
     made at once, without _absorb."""
     category, src, dst, service = ident
-    counted = COUNTED[category]
+    at, status = row.received_at, row.status
     return {
         "id": None,
         "incident_key": key,
@@ -142,26 +147,27 @@ def _fresh(ident: tuple[str, str, str, str], key: int, row: Any) -> dict[str, An
         "service": service,
         "src_key": row.src_key if src else None,
         "dst_key": row.dst_key if dst else None,
-        "first_seen": row.received_at,
-        "last_seen": row.received_at,
+        "first_seen": at,
+        "last_seen": at,
         "connections": 1,
         "sources": 1,
         "destinations": 1,
         "ports": 1,
-        "sources_sketch": _one(row.src_ip) if "sources" in counted else None,
-        "destinations_sketch": _one(row.dst_ip) if "destinations" in counted else None,
+        "sources_sketch": _one(row.src_ip) if category in _COUNT_SOURCES else None,
+        "destinations_sketch": _one(row.dst_ip) if category in _COUNT_DESTINATIONS else None,
         "ports_sketch": _one(row.dst_port),
         "agents": row.agent_id,
         "peak_rate": 1,
         "rate_second": int(row.start_time),
         "rate_count": 1,
         "max_probability": row.attack_probability,
-        "new_alerts": int(row.status == "new"),
-        "escalated_alerts": int(row.status == "escalated"),
-        "archived_alerts": int(row.status == "archived"),
+        "new_alerts": int(status == "new"),
+        "escalated_alerts": int(status == "escalated"),
+        "archived_alerts": int(status == "archived"),
     }
 
 
+@lru_cache(maxsize=65_536)
 def _one(value: Any) -> bytes:
     """The Sketch of one value."""
     return value_hash(value).to_bytes(8, "little")
@@ -210,14 +216,16 @@ def _absorb(state: dict[str, Any], members: list[Any]) -> None:
 def _segments(members: list[int], rows: Sequence[Any], quiet: float) -> list[list[int]]:
     """The rows of one identity (indexes) cut where they fall quiet for longer than quiet."""
     received = [rows[i].received_at for i in members]
-    if max(received) - min(received) <= quiet:
+    in_order = all(map(le, received, received[1:]))  # as a server receives them, mostly
+    if in_order and received[-1] - received[0] <= quiet:
         return [members]
-    ordered = sorted(zip(received, members))
-    segments, last = [[ordered[0][1]]], ordered[0][0]
-    for at, i in ordered[1:]:
+    segments: list[list[int]] = []
+    last = -math.inf
+    for at, i in zip(received, members) if in_order else sorted(zip(received, members)):
         if at - last > quiet:
-            segments.append([])
-        segments[-1].append(i)
+            segments.append([i])
+        else:
+            segments[-1].append(i)
         last = at
     return segments
 
@@ -264,13 +272,9 @@ def assign(
     for ident, members in buckets.items():
         current = latest.get(ident)
         for segment in _segments(members, rows, quiet) if len(members) > 1 else (members,):
-            first = (
-                rows[segment[0]].received_at
-                if len(segment) == 1
-                else min(rows[i].received_at for i in segment)
-            )
-            if current is None or first - current["last_seen"] > quiet:
-                current = _fresh(ident, keys[ident], rows[segment[0]])
+            first = rows[segment[0]]  # the earliest: segments are in time order
+            if current is None or first.received_at - current["last_seen"] > quiet:
+                current = _fresh(ident, keys[ident], first)
                 created.append((current, segment))
                 if len(segment) > 1:
                     _absorb(current, [rows[i] for i in segment[1:]])
@@ -279,7 +283,7 @@ def assign(
                 _absorb(current, [rows[i] for i in segment])
     if created:
         next_id = (connection.execute(select(func.max(incidents.c.id))).scalar() or 0) + 1
-        created.sort(key=lambda made: made[0]["first_seen"])  # numbered in the order they began
+        created.sort(key=_began)  # numbered in the order they began
         for number, (state, _) in enumerate(created, next_id):
             state["id"] = number
         values = [_columns(state) for state, _ in created]
@@ -289,8 +293,12 @@ def assign(
         connection.execute(_UPDATE, [_update_params(state) for state in updated.values()])
     news: dict[int, dict[str, Any]] = {}
     for state, segment in created + touched:
-        for i in segment:
-            assigned[i] = state["id"]
+        number = state["id"]
+        if len(segment) == 1:
+            assigned[segment[0]] = number
+        else:
+            for i in segment:
+                assigned[i] = number
         if report:
             told = news.setdefault(state["id"], _report(state))
             told["added"] += len(segment)
@@ -300,31 +308,46 @@ def assign(
 _columns = itemgetter(*COLUMNS)
 
 
+def _began(made: tuple[dict[str, Any], list[int]]) -> float:
+    return made[0]["first_seen"]
+
+
 @lru_cache(maxsize=4)
 def _insert_sql(dialect: Any) -> str:
-    """The INSERT of incidents, positional, for the driver's executemany (as the alerts': the
-    per-row parameter processing of SQLAlchemy would be most of the time of small incidents)."""
-    positional = type(dialect)(paramstyle="qmark" if dialect.name == "sqlite" else "format")
-    compiled = incidents.insert().compile(dialect=positional, column_keys=list(COLUMNS))
-    assert tuple(compiled.positiontup) == COLUMNS
-    return str(compiled)
+    """The INSERT of incidents, positional, for the driver's executemany (as the alerts')."""
+    sql, names = positional_sql(incidents.insert().values(binds(COLUMNS)), dialect)
+    assert names == COLUMNS
+    return sql
 
 
 def _open(
     connection: Connection, keys: dict[tuple[str, str, str, str], int], since: float
 ) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """The latest incident of each identity that alerts received from since on may join (read
-    with plain SQL: SQLAlchemy's processing of a thousand bound keys was a tenth of a write)."""
+    with plain SQL: SQLAlchemy's processing of a thousand bound keys was a tenth of a write).
+    When fewer incidents are open than identities are asked for (sporadic alerts: each its own
+    incident), all the open ones are read, through the index of last_seen, instead of one
+    lookup per identity."""
     mark = "?" if connection.dialect.name == "sqlite" else "%s"
-    wanted = sorted(set(keys.values()))
+    columns = ", ".join(COLUMNS)
+    recent = f"SELECT {{}} FROM incidents WHERE last_seen >= {mark}"
+    if connection.exec_driver_sql(recent.format("count(*)"), (since,)).scalar() <= len(keys):
+        queries = [(recent.format(columns), (since,))]
+    else:
+        wanted = sorted(set(keys.values()))
+        queries = [
+            (
+                (
+                    f"SELECT {columns} FROM incidents WHERE incident_key IN "
+                    f"({', '.join([mark] * len(chunk))}) AND last_seen >= {mark}"
+                ),
+                (*chunk, since),
+            )
+            for chunk in (wanted[i : i + 1000] for i in range(0, len(wanted), 1000))
+        ]  # within SQLite's limit on bound values
     latest: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for start in range(0, len(wanted), 1000):  # within SQLite's limit on bound values
-        chunk = wanted[start : start + 1000]
-        query = (
-            f"SELECT {', '.join(COLUMNS)} FROM incidents WHERE incident_key IN "
-            f"({', '.join([mark] * len(chunk))}) AND last_seen >= {mark}"
-        )
-        for values in connection.exec_driver_sql(query, (*chunk, since)):
+    for query, parameters in queries:
+        for values in connection.exec_driver_sql(query, parameters):
             row = dict(zip(COLUMNS, values, strict=True))
             ident = (row["category"], row["src_ip"], row["dst_ip"], row["service"])
             if ident in keys and (

@@ -10,10 +10,10 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, Engine, delete, exc, exists, func, select
+from sqlalchemy import Connection, Engine, delete, exc, exists, func, literal_column, select
 
 from alerts.addresses import address_key
-from alerts.database import NEW_GROUPS_LOCK, one_at_a_time
+from alerts.database import NEW_GROUPS_LOCK, binds, one_at_a_time, positional_sql
 from alerts.groups import FIELDS, group_columns, group_key, group_of
 from alerts.incidents import QUIET_SECONDS, assign, recount
 from alerts.suppression import Suppressions
@@ -30,6 +30,10 @@ class Source(NamedTuple):
 
 #: An agent that did not say where it captures.
 UNKNOWN_SOURCE = Source()
+#: A row of verdict counts, and of an agent's last contact (its Source's fields last), in order.
+COUNT_FIELDS = ("minute", "agent_id", "category", "flows")
+AGENT_FIELDS = ("agent_id", "last_seen", "model_version", *Source._fields)
+_EMPTY = literal_column("''")  # in the SQL itself: the upserts' parameters are the rows' fields
 #: How many (agent, source) numbers a Store remembers (forgotten all at once past that).
 SOURCES_CACHED = 10_000
 
@@ -115,16 +119,17 @@ class Store:
         else:
             from sqlalchemy.dialects.sqlite import insert
         self._insert = insert
-        # Alerts go in through the INSERT SQLAlchemy compiles for this database, executed with the
-        # driver's executemany: its per-row parameter processing was a third of the write time.
-        # Rows are tuples in the table's column order: positional parameters on both drivers.
-        dialect = type(engine.dialect)(
-            paramstyle="qmark" if engine.dialect.name == "sqlite" else "format"
+        # Alerts (tuples: an AlertRow and its incident), counts and agents go in through the SQL
+        # SQLAlchemy compiles for this database, run with the driver's executemany.
+        columns = (*ALERT_COLUMNS, "incident_id")
+        self._insert_alerts, names = positional_sql(
+            alerts.insert().values(binds(columns)), engine.dialect
         )
-        columns = [*ALERT_COLUMNS, "incident_id"]  # an AlertRow and its incident
-        compiled = alerts.insert().compile(dialect=dialect, column_keys=columns)
-        assert list(compiled.positiontup) == columns
-        self._insert_alerts = str(compiled)
+        assert names == columns
+        self._count_upsert, names = positional_sql(self._counts(), engine.dialect)
+        assert names == COUNT_FIELDS
+        self._agent_upsert, names = positional_sql(self._agents(), engine.dialect)
+        assert names == AGENT_FIELDS
         self._source_ids: dict[tuple[str, Source], int] = {}
 
     def write(
@@ -252,25 +257,15 @@ class Store:
         """Insert rows (each with its incident, or none), add the counts, note the agents."""
         if rows:
             ids = incident_ids if incident_ids is not None else [None] * len(rows)
-            params = [row + (incident,) for row, incident in zip(rows, ids, strict=True)]
+            assert len(ids) == len(rows)
+            params = list(map(tuple.__add__, rows, zip(ids)))  # each row and its incident
             connection.exec_driver_sql(self._insert_alerts, params)
         if counts:
-            connection.execute(
-                self._count_upsert(),
-                [
-                    {"minute": m, "agent_id": a, "category": c, "flows": n}
-                    for (m, a, c), n in counts.items()
-                ],
-            )
+            minutes = [(*key, n) for key, n in counts.items()]
+            connection.exec_driver_sql(self._count_upsert, minutes)
         if seen:
-            connection.execute(
-                self._agent_upsert(),
-                [
-                    {"agent_id": a, "last_seen": t, "model_version": v}
-                    | {"capture": source.capture, "log_dir": source.log_dir}
-                    for a, (t, v, source) in seen.items()
-                ],
-            )
+            contacts = [(a, t, v, *source) for a, (t, v, source) in seen.items()]
+            connection.exec_driver_sql(self._agent_upsert, contacts)
 
     def _refusals(self, items: list[Classified], keep_normal: bool) -> list[tuple[Classified, str]]:
         """The records of items the store refuses, and why, found by halving: each try is a
@@ -311,15 +306,17 @@ class Store:
             ).scalar_one()
         return self._source_ids[key]
 
-    def _count_upsert(self) -> Any:
-        statement = self._insert(verdict_counts)
+    def _counts(self) -> Any:
+        """The upsert of verdict counts: a minute's flows of an agent and category added."""
+        statement = self._insert(verdict_counts).values(binds(COUNT_FIELDS))
         return statement.on_conflict_do_update(
             index_elements=["minute", "agent_id", "category"],
             set_={"flows": verdict_counts.c.flows + statement.excluded.flows},
         )
 
-    def _agent_upsert(self) -> Any:
-        statement = self._insert(agents)
+    def _agents(self) -> Any:
+        """The upsert of an agent's last contact."""
+        statement = self._insert(agents).values(binds(AGENT_FIELDS))
         later = (
             func.greatest if self.engine.dialect.name == "postgresql" else func.max
         )  # SQLite's 2-argument max
@@ -330,7 +327,9 @@ class Store:
                 "model_version": statement.excluded.model_version,
                 # what the agent said last; a request that says nothing keeps it
                 **{
-                    name: func.coalesce(func.nullif(statement.excluded[name], ""), agents.c[name])
+                    name: func.coalesce(
+                        func.nullif(statement.excluded[name], _EMPTY), agents.c[name]
+                    )
                     for name in ("capture", "log_dir")
                 },
             },
@@ -429,33 +428,43 @@ ALERT_COLUMNS = tuple(
 )
 #: An alert as it is inserted: a tuple in the table's column order, fields by name.
 AlertRow = namedtuple("AlertRow", ALERT_COLUMNS)
+_new_row = tuple.__new__
+assert ALERT_COLUMNS == (
+    *("received_at", "agent_id", "model_version", "label", "category", "attack_probability"),
+    *("src_ip", "src_port", "dst_ip", "dst_port", "start_time", "end_time"),
+    *("protocol_type", "service", "flag", "features", "status", "src_key", "dst_key"),
+    *("group_key", "source_id"),
+), "_alert_row fills the columns in this order"
 _features = itemgetter(*FEATURE_NAMES)
 _json = msgspec.json.Encoder().encode  # the features as a JSON array, at 7× json.dumps's speed
 
 
 def _alert_row(item: Classified, source_id: int | None = None) -> AlertRow:
     record, verdict = item.record, item.verdict
-    src, dst = record.get("src_ip", ""), record.get("dst_ip", "")
-    return AlertRow(
-        received_at=item.received_at,
-        agent_id=record.get("agent_id", ""),
-        model_version=item.model_version,
-        label=verdict["label"],
-        category=verdict["category"],
-        attack_probability=verdict["attack_probability"],
-        src_ip=src,
-        src_port=record.get("src_port", 0),
-        dst_ip=dst,
-        dst_port=record.get("dst_port", 0),
-        start_time=record.get("start_time", 0.0),
-        end_time=record.get("end_time", 0.0),
-        protocol_type=record["protocol_type"],
-        service=record["service"],
-        flag=record["flag"],
-        features=_json(_features(record)).decode(),
-        status="new",
-        src_key=address_key(src),
-        dst_key=address_key(dst),
-        group_key=group_key(verdict["category"], src, dst),
-        source_id=source_id,
+    src, dst, category = record.get("src_ip", ""), record.get("dst_ip", ""), verdict["category"]
+    return _new_row(  # positional, in ALERT_COLUMNS' order: a third faster than by keyword
+        AlertRow,
+        (
+            item.received_at,
+            record.get("agent_id", ""),
+            item.model_version,
+            verdict["label"],
+            category,
+            verdict["attack_probability"],
+            src,
+            record.get("src_port", 0),
+            dst,
+            record.get("dst_port", 0),
+            record.get("start_time", 0.0),
+            record.get("end_time", 0.0),
+            record["protocol_type"],
+            record["service"],
+            record["flag"],
+            _json(_features(record)).decode(),
+            "new",  # status
+            address_key(src),
+            address_key(dst),
+            group_key(category, src, dst),
+            source_id,
+        ),
     )
