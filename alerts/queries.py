@@ -99,6 +99,32 @@ def incident(engine: Engine, incident_id: int) -> dict[str, Any] | None:
     return None if row is None else _shown(row)
 
 
+def incident_timeline(engine: Engine, found: dict[str, Any], buckets: int = 60) -> dict[str, Any]:
+    """An incident's alerts over time (as received), in `buckets` equal steps of at least a
+    second from its first to its last seen: the overview's timeline, for this incident alone."""
+    start, step = (
+        found["first_seen"],
+        max(1.0, (found["last_seen"] - found["first_seen"]) / buckets),
+    )
+    c = alerts.c
+    bucket = func.floor((c.received_at - start) / step).label("bucket")
+    query = (
+        select(bucket, func.count())
+        .where(c.incident_id == found["id"])
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    with engine.connect() as connection:
+        counts = connection.execute(query).all()
+    steps = min(buckets, int((found["last_seen"] - start) // step)) + 1
+    return {
+        "timeline": [(start + int(b) * step, found["category"], n) for b, n in counts],
+        "start": start,
+        "step": step,
+        "buckets": steps,
+    }
+
+
 def incident_groups(engine: Engine, incident_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """An incident's alert groups (source, destination), the largest first, each with its
     count, new alerts, first and last seen, highest probability, services, agents."""

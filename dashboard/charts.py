@@ -1,4 +1,4 @@
-"""The overview's chart: alerts over time per category, as SVG."""
+"""The overview's and an incident's chart: alerts over time per category, as SVG."""
 
 from __future__ import annotations
 

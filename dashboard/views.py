@@ -71,6 +71,7 @@ def incident(
         raise HTTPException(404, f"no incident {number}")
     context = page_context(filters, analyst) | {
         "incident": found,
+        "chart": timeline_svg(queries.incident_timeline(engine, found)),
         "groups": queries.incident_groups(engine, number),
         "alerts": queries.incident_alerts(engine, number),
         "history": queries.incident_history(engine, number),

@@ -330,3 +330,18 @@ def test_retention_counts_the_incidents_it_takes_alerts_from_again(tmp_path):
     while store.shrink(max_bytes=0):  # every alert: the incidents go with them
         pass
     assert store.alert_count() == 0 and stored_incidents(store) == []
+
+
+def test_an_incidents_timeline_counts_its_alerts_as_received(tmp_path):
+    from alerts.queries import incident, incident_timeline
+
+    store = ready_store(f"sqlite:///{tmp_path}/alerts.db")
+    for minute in range(10):  # 300 connections received each minute
+        store.write(flood(300, at=T0 + 60 * minute))
+    store.write(flood(7, at=T0 + 30, victim="10.0.0.3"))  # another incident meanwhile
+    (found, _) = stored_incidents(store)
+    timeline = incident_timeline(store.engine, incident(store.engine, found["id"]))
+    assert timeline["start"] == T0 and timeline["step"] == 9.0 and timeline["buckets"] == 61
+    assert [n for _, _, n in timeline["timeline"]] == [300] * 10
+    assert [t for t, _, _ in timeline["timeline"]][:2] == [T0, T0 + 54]  # 60 s is bucket 6
+    assert {category for _, category, _ in timeline["timeline"]} == {"dos"}

@@ -84,6 +84,7 @@ def test_a_flood_and_a_scan_are_two_incidents_and_one_action_archives_the_flood(
         flood.locator("a").click()  # drill-down: the flood's groups and connections
         expect(page.locator("#summary")).to_contain_text(f"{flooded} ({flooded} new")
         expect(page.locator("#groups tbody tr")).to_have_count(200)  # the largest 200 groups
+        expect(page.locator("#timeline svg")).to_have_count(1)  # its alerts over time
         expect(page.locator("#connections tbody tr").first).to_contain_text(f"→ {VICTIM}:")
         page.screenshot(path=str(shots / "incident.png"))  # its first screen
 
