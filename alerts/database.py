@@ -82,8 +82,9 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-#: PostgreSQL advisory lock keys (any constants): of migrations, of writing alerts (finding their incidents and new groups).
-MIGRATION_LOCK, NEW_GROUPS_LOCK = 0x44655379, 0x44655380
+#: PostgreSQL advisory lock keys (any constants): of migrations, and of writing alerts and triage
+#: (an alert's incident is read, then written).
+MIGRATION_LOCK, WRITE_LOCK = 0x44655379, 0x44655380
 
 
 @contextmanager

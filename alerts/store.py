@@ -13,8 +13,8 @@ import msgspec
 from sqlalchemy import Connection, Engine, delete, exc, exists, func, literal_column, select
 
 from alerts.addresses import address_key
-from alerts.database import NEW_GROUPS_LOCK, binds, one_at_a_time, positional_sql
-from alerts.groups import FIELDS, group_columns, group_key, group_of
+from alerts.database import WRITE_LOCK, binds, one_at_a_time, positional_sql
+from alerts.groups import group_key
 from alerts.incidents import QUIET_SECONDS, assign, recount
 from alerts.suppression import Suppressions
 from alerts.tables import agents, alerts, batches, incidents, sources, verdict_counts
@@ -132,76 +132,57 @@ class Store:
         assert names == AGENT_FIELDS
         self._source_ids: dict[tuple[str, Source], int] = {}
 
-    def write(
-        self,
-        batch: Iterable[Classified],
-        keep_normal: bool = False,
-        new_groups: list[dict[str, Any]] | None = None,
-    ) -> int:
+    def write(self, batch: Iterable[Classified], keep_normal: bool = False) -> int:
         """Store one batch without a batch id (see write_batches); the number of rows stored."""
-        return self.write_batches([Batch(list(batch))], keep_normal, new_groups).stored
+        return self.write_batches([Batch(list(batch))], keep_normal).stored
 
-    def write_batches(
-        self,
-        queued: Sequence[Batch],
-        keep_normal: bool = False,
-        new_groups: list[dict[str, Any]] | None = None,
-    ) -> Written:
+    def write_batches(self, queued: Sequence[Batch], keep_normal: bool = False) -> Written:
         """Store the attack verdicts of the batches (every verdict if keep_normal), count all of
         them per minute, agent and category, note each agent's last contact and record the
-        batch ids, in one transaction; a batch whose id is in the store already is skipped. If
-        new_groups is a list, the alert groups these batches start (not seen in the store
-        before, not suppressed) are appended to it.
+        batch ids, in one transaction; a batch whose id is in the store already is skipped.
 
         Records the store refuses (DATA_ERRORS: a value too long, a NUL byte on PostgreSQL) do
         not hold up the others: the batches are then written one by one, a refused one halved
         until its bad records are found, and the rest of it stored. Errors of the store itself
         (down, locked) are raised: nothing of the batches is then stored."""
         try:
-            return self._commit(queued, keep_normal, new_groups)
+            return self._commit(queued, keep_normal)
         except DATA_ERRORS:
             pass
         written = Written()
         for batch in queued:
             try:
-                written.add(self._commit([batch], keep_normal, new_groups))
+                written.add(self._commit([batch], keep_normal))
                 continue
             except DATA_ERRORS:
                 refused = self._refusals(batch.items, keep_normal)
             bad = {id(item) for item, _ in refused}
             rest = batch._replace(items=[item for item in batch.items if id(item) not in bad])
             try:
-                written.add(self._commit([rest], keep_normal, new_groups))
+                written.add(self._commit([rest], keep_normal))
             except DATA_ERRORS as err:  # refused together, though each alone was not
                 refused += [(item, error_line(err)) for item in rest.items]
             written.refused += refused
         return written
 
-    def _commit(
-        self, queued: Sequence[Batch], keep_normal: bool, new_groups: list[dict[str, Any]] | None
-    ) -> Written:
+    def _commit(self, queued: Sequence[Batch], keep_normal: bool) -> Written:
         """write_batches in one transaction, raising whatever the store raises."""
         parts = [self._parts(batch, keep_normal) for batch in queued]
-        found: list[dict[str, Any]] = []
-        # Finding an alert's incident (or a new group) reads, then writes: two workers at once
-        # would both start the same incident.
-        with one_at_a_time(self.engine, NEW_GROUPS_LOCK) as connection:
+        # Finding an alert's incident reads, then writes: two workers at once would both start
+        # the same incident.
+        with one_at_a_time(self.engine, WRITE_LOCK) as connection:
             fresh = [parts[i] for i in self._claim(connection, queued)]
             rows, counts, seen = [], Counter(), {}
             for part in fresh:
                 rows += part.rows
                 counts.update(part.counts)
                 seen.update(part.seen)
-            if new_groups is not None and rows:
-                found = _new_groups(connection, rows)
             ids, news = (
                 assign(connection, rows, self.quiet_seconds, self.report_incidents)
                 if rows
                 else ([], [])
             )
             self._insert_parts(connection, rows, counts, seen, ids)
-        if new_groups is not None:
-            new_groups.extend(found)
         refused = [refusal for part in fresh for refusal in part.refused]
         counted = counts.total()
         everything = sum(len(batch.items) for batch in queued)
@@ -392,26 +373,6 @@ def _delete_alerts(connection: Connection, condition: Any) -> int:
     deleted = connection.execute(delete(alerts).where(_UNJUDGED, condition)).rowcount
     recount(connection, touched)
     return deleted
-
-
-def _new_groups(connection: Any, rows: list[AlertRow]) -> list[dict[str, Any]]:
-    """The attack groups of rows (status new) that have no alert in the store yet, with their
-    count and highest attack probability in rows."""
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in rows:
-        if row.status == "new" and row.label == "attack":
-            key = group_of(row)
-            if key not in groups:
-                groups[key] = dict(zip(FIELDS, key), alerts=0, max_probability=0.0)
-            group = groups[key]
-            group["alerts"] += 1
-            group["max_probability"] = max(group["max_probability"], row.attack_probability)
-    keys, known = [group_key(*key) for key in groups], set()
-    for start in range(0, len(keys), 1000):  # within SQLite's limit on bound values
-        chunk = keys[start : start + 1000]
-        query = select(*group_columns(alerts)).where(alerts.c.group_key.in_(chunk)).distinct()
-        known |= set(map(tuple, connection.execute(query)))
-    return [group for key, group in groups.items() if key not in known]
 
 
 def _sqlite_bytes(connection: Any) -> int:

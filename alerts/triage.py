@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from alerts.database import NEW_GROUPS_LOCK, one_at_a_time
+from alerts.database import WRITE_LOCK, one_at_a_time
 from alerts.filters import ATTACK_CATEGORIES, BadQuery, Filters
 from alerts.groups import GroupKey
 from alerts.incidents import recount
@@ -62,7 +62,7 @@ def act(
     changed, now, touched = 0, time.time(), set(incident_ids)
     record = {"at": now, "user": user, "action": action, "note": note}
     # under the writer's lock: a write reads an incident's counts, then writes them
-    with one_at_a_time(engine, NEW_GROUPS_LOCK) as connection:
+    with one_at_a_time(engine, WRITE_LOCK) as connection:
         named = {
             row.id: row
             for row in connection.execute(

@@ -100,34 +100,6 @@ def test_workers_starting_together_migrate_a_new_store_once(store_url):
     assert ready_store(store_url).alert_count() == 0
 
 
-def _find_new_groups(url: str, barrier: Any, rounds: int, found: Any) -> None:
-    store = Store(engine_for(url))
-    for n in range(rounds):
-        batch = [Classified(1.0, "5", record(src=f"10.3.{n}.{i}"), ATTACK) for i in range(20)]
-        new_groups: list = []
-        barrier.wait(60)
-        store.write(batch, new_groups=new_groups)
-        found.put([group["src_ip"] for group in new_groups])
-
-
-def test_workers_writing_the_same_new_groups_at_once_report_each_once(store_url):
-    """The webhook tells of new groups: two workers storing alerts of the same new groups at
-    the same moment must not both find them new."""
-    ready_store(store_url)
-    context = multiprocessing.get_context("spawn")
-    barrier, found = context.Barrier(2), context.Queue()
-    workers = [
-        context.Process(target=_find_new_groups, args=(store_url, barrier, 10, found))
-        for _ in range(2)
-    ]
-    for process in workers:
-        process.start()
-    reported = [src for _ in range(2 * 10) for src in found.get(timeout=120)]
-    for process in workers:
-        process.join(60)
-    assert sorted(reported) == sorted(f"10.3.{n}.{i}" for n in range(10) for i in range(20))
-
-
 def test_migration_compacts_stored_alerts(store_url):
     """0004 computes the group key of alerts stored before it (in SQL on PostgreSQL: the same key
     the store gives new alerts, so old and new alerts of a group are found together) and turns
@@ -331,14 +303,11 @@ def test_a_batch_sent_again_is_stored_once(store_url):
     queued, a server killed after the commit): its id makes the store keep it once."""
     store = ready_store(store_url)
     first = Batch([*_attacks(5, "10.4.0"), Classified(1.0, "5", record(), NORMAL)], "agent-1.42")
-    found: list = []
-    written = store.write_batches([first, first], new_groups=found)  # twice in one transaction
+    written = store.write_batches([first, first])  # twice in one transaction
     assert (written.stored, written.counted, written.duplicates) == (5, 6, 6)
-    again: list = []
     other = Batch(_attacks(2, "10.4.1"))  # no id: stored each time
-    written = store.write_batches([first, other, other], new_groups=again)
+    written = store.write_batches([first, other, other])
     assert (written.stored, written.counted, written.duplicates) == (4, 4, 6)
-    assert len(found) == 5 and sorted(g["src_ip"] for g in again) == ["10.4.1.0", "10.4.1.1"]
     with store.engine.connect() as connection:
         assert connection.scalar(select(func.sum(verdict_counts.c.flows))) == 10
         assert connection.scalar(select(func.count()).select_from(batches)) == 1
