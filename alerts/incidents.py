@@ -377,11 +377,7 @@ _CHANGED = (
     "escalated_alerts",
     "archived_alerts",
 )
-_UPDATE = (
-    update(incidents)
-    .where(incidents.c.id == bindparam("incident"))
-    .values({name: bindparam(name) for name in _CHANGED})
-)
+_UPDATE = update(incidents).where(incidents.c.id == bindparam("incident")).values(binds(_CHANGED))
 
 
 def _update_params(state: dict[str, Any]) -> dict[str, Any]:
@@ -433,13 +429,13 @@ def recount(connection: Connection, ids: Iterable[int]) -> None:
         )
         for incident, status, n in connection.execute(query):
             counts[incident][STATUS_COLUMNS.get(status, "new_alerts")] += n
-        empty = [i for i, values in counts.items() if not any(values.values())]
-        if empty:
+        stored = {i: sum(values.values()) for i, values in counts.items()}
+        if empty := [i for i, n in stored.items() if not n]:
             connection.execute(delete(incidents).where(incidents.c.id.in_(empty)))
         if left := [
-            values | {"incident": i, "stored": sum(values.values())}
+            values | {"incident": i, "stored": stored[i]}
             for i, values in counts.items()
-            if any(values.values())
+            if stored[i]
         ]:
             connection.execute(_RECOUNT, left)
 
@@ -447,8 +443,5 @@ def recount(connection: Connection, ids: Iterable[int]) -> None:
 _RECOUNT = (
     update(incidents)
     .where(incidents.c.id == bindparam("incident"))
-    .values(
-        {name: bindparam(name) for name in STATUS_COLUMNS.values()}
-        | {"connections": bindparam("stored")}
-    )
+    .values(binds(STATUS_COLUMNS.values()) | {"connections": bindparam("stored")})
 )

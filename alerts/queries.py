@@ -102,10 +102,8 @@ def incident(engine: Engine, incident_id: int) -> dict[str, Any] | None:
 def incident_timeline(engine: Engine, found: dict[str, Any], buckets: int = 60) -> dict[str, Any]:
     """An incident's alerts over time (as received), in `buckets` equal steps of at least a
     second from its first to its last seen: the overview's timeline, for this incident alone."""
-    start, step = (
-        found["first_seen"],
-        max(1.0, (found["last_seen"] - found["first_seen"]) / buckets),
-    )
+    start, last = found["first_seen"], found["last_seen"]
+    step = max(1.0, (last - start) / buckets)
     c = alerts.c
     bucket = func.floor((c.received_at - start) / step).label("bucket")
     query = (
@@ -116,7 +114,7 @@ def incident_timeline(engine: Engine, found: dict[str, Any], buckets: int = 60) 
     )
     with engine.connect() as connection:
         counts = connection.execute(query).all()
-    steps = min(buckets, int((found["last_seen"] - start) // step)) + 1
+    steps = min(buckets, int((last - start) // step)) + 1
     return {
         "timeline": [(start + int(b) * step, found["category"], n) for b, n in counts],
         "start": start,

@@ -33,7 +33,7 @@ UNKNOWN_SOURCE = Source()
 #: A row of verdict counts, and of an agent's last contact (its Source's fields last), in order.
 COUNT_FIELDS = ("minute", "agent_id", "category", "flows")
 AGENT_FIELDS = ("agent_id", "last_seen", "model_version", *Source._fields)
-_EMPTY = literal_column("''")  # in the SQL itself: the upserts' parameters are the rows' fields
+_EMPTY = literal_column("''")  # written into the SQL: the upserts' only parameters are the fields
 #: How many (agent, source) numbers a Store remembers (forgotten all at once past that).
 SOURCES_CACHED = 10_000
 
